@@ -1,0 +1,1 @@
+"""Offline measurements of the codecs (quality versus channel, speed)."""

@@ -1,0 +1,75 @@
+"""Channel emulator service: symbols -> fading and noise -> received symbols + channel state -> receiver."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from shared.api.semcom.v1 import semcom_pb2 as pb
+from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
+from shared.channel import apply_channel, make_generator
+from shared.config import SemcomConfig
+from shared.messages import channel_spec
+from shared.rpc import insecure_channel
+from shared.streaming import StreamSession
+from shared.symbols import pack_complex, unpack_complex
+from shared.telemetry import SYMBOLS, timed
+
+SERVICE = "channel_emulator"
+
+
+def propagate(frame: pb.SymbolFrame, config: SemcomConfig) -> pb.ReceivedFrame:
+    """Pass one frame's symbols through its channel; the result carries the channel state."""
+    spec = channel_spec(frame.channel, config)
+    symbols = unpack_complex(frame.symbols, frame.num_symbols)
+    latency: dict[str, float] = {}
+    with timed(SERVICE, "channel", latency):
+        output = apply_channel(symbols[None], spec, make_generator(spec.seed))
+    SYMBOLS.labels(SERVICE).inc(frame.num_symbols)
+    received = pb.SymbolFrame()
+    received.CopyFrom(frame)
+    received.symbols = pack_complex(output.received[0])
+    received.latency_ms.update(latency)
+    gains = output.block_gains
+    state = pb.ChannelState(
+        kind=spec.kind,
+        snr_db=spec.snr_db,
+        noise_variance=output.noise_variance,
+        coherence_symbols=output.coherence_symbols,
+        block_gains=b"" if gains is None else pack_complex(gains[0]),
+        num_blocks=0 if gains is None else gains.shape[1],
+    )
+    return pb.ReceivedFrame(frame=received, state=state)
+
+
+class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
+    """Applies each frame's channel and relays it to the receiver; results pass back unchanged."""
+
+    def __init__(self, config: SemcomConfig):
+        self.config = config
+        self.executor = ThreadPoolExecutor(2, thread_name_prefix="channel")
+        self.channel = insecure_channel(config.receiver_target, config)
+        self.receiver_stub = pb_grpc.ReceiverStub(self.channel)
+
+    async def _handle(self, frame: pb.SymbolFrame, session: StreamSession) -> None:
+        loop = asyncio.get_running_loop()
+        received = await loop.run_in_executor(self.executor, propagate, frame, self.config)
+        session.forward(frame.request_id, received)
+
+    async def Propagate(self, request_iterator, context):
+        session = StreamSession(SERVICE, self._handle, lambda f: (f.request_id, f.user_id))
+
+        async def passthrough(result: pb.ImageResult, _context) -> pb.ImageResult:
+            return result
+
+        session.open_downstream(self.receiver_stub.Receive, f"receiver at {self.config.receiver_target}", passthrough)
+        async for result in session.run(request_iterator):
+            yield result
+
+    async def close(self) -> None:
+        await self.channel.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def register(service: ChannelEmulatorService):
+    return lambda server: pb_grpc.add_ChannelEmulatorServicer_to_server(service, server)

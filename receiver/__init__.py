@@ -1,0 +1,1 @@
+"""Receiver service: equalization, decoding and reconstruction, served by a worker pool."""

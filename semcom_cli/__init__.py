@@ -1,0 +1,1 @@
+"""The ``semcom`` command: run the services, send images, check health."""

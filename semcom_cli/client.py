@@ -1,0 +1,89 @@
+"""gRPC client of the transmitter: stream images, collect results as they complete."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shared.api.semcom.v1 import semcom_pb2 as pb
+from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
+from shared.config import SemcomConfig
+from shared.rpc import insecure_channel, status_code
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+@dataclass
+class SendOptions:
+    """What a user asks of every image in one ``semcom send``."""
+
+    channel: str = "awgn"
+    snr_db: float = 10.0
+    cbr: float = 1 / 24
+    mode: str = "jscc"
+    k_factor: float = 0.0
+    coherence_symbols: int = 0
+    seed: int | None = None
+    user_id: str = "cli"
+
+    def request(self, request_id: str, image: bytes) -> pb.ImageRequest:
+        spec = pb.ChannelSpec(kind=self.channel, snr_db=self.snr_db, k_factor=self.k_factor,
+                              coherence_symbols=self.coherence_symbols)
+        if self.seed is not None:
+            spec.seed = self.seed
+        return pb.ImageRequest(request_id=request_id, user_id=self.user_id, image=image, channel=spec,
+                               target_cbr=self.cbr, mode=self.mode)
+
+
+def expand_images(paths: Iterable[str]) -> list[Path]:
+    """Files as given; folders expanded to their images (sorted). ``FileNotFoundError`` if none."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such image or folder: {raw}")
+    if not files:
+        raise FileNotFoundError("no images to send (PNG, JPEG or WebP)")
+    return files
+
+
+async def stream_requests(target: str, requests: list[pb.ImageRequest], config: SemcomConfig,
+                          timeout_s: float | None = None) -> AsyncIterator[pb.ImageResult]:
+    """Send ``requests`` on one Transmit stream; yield each result as it arrives.
+
+    Raises ``grpc.aio.AioRpcError`` if the stream itself fails (e.g. nobody listening).
+    """
+
+    async def requests_iter():
+        for request in requests:
+            yield request
+
+    async with insecure_channel(target, config) as channel:
+        stub = pb_grpc.TransmitterStub(channel)
+        call = stub.Transmit(requests_iter(), timeout=timeout_s, wait_for_ready=False)
+        async for result in call:
+            yield result
+
+
+async def check_health(target: str, timeout_s: float = 2.0, service: str = "") -> bool:
+    """True when the gRPC health service at ``target`` answers SERVING."""
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except (grpc.aio.AioRpcError, asyncio.TimeoutError):
+        return False
+
+
+def is_ok(result: pb.ImageResult) -> bool:
+    return status_code(result) is grpc.StatusCode.OK

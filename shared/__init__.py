@@ -1,0 +1,1 @@
+"""semcom common package: configuration, models, channel, codec stages, API stubs, telemetry."""

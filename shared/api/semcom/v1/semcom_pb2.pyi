@@ -1,0 +1,167 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChannelSpec(_message.Message):
+    __slots__ = ("kind", "snr_db", "k_factor", "tx_antennas", "rx_antennas", "coherence_symbols", "seed")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SNR_DB_FIELD_NUMBER: _ClassVar[int]
+    K_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    TX_ANTENNAS_FIELD_NUMBER: _ClassVar[int]
+    RX_ANTENNAS_FIELD_NUMBER: _ClassVar[int]
+    COHERENCE_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    snr_db: float
+    k_factor: float
+    tx_antennas: int
+    rx_antennas: int
+    coherence_symbols: int
+    seed: int
+    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ImageRequest(_message.Message):
+    __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_CBR_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    user_id: str
+    image: bytes
+    channel: ChannelSpec
+    target_cbr: float
+    mode: str
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ...) -> None: ...
+
+class SymbolFrame(_message.Message):
+    __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "side_information", "target_cbr", "achieved_cbr", "latency_ms")
+    class LatencyMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    NUM_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    POWER_SCALE_FIELD_NUMBER: _ClassVar[int]
+    GRID_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    GRID_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    SIDE_INFORMATION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_CBR_FIELD_NUMBER: _ClassVar[int]
+    ACHIEVED_CBR_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    user_id: str
+    channel: ChannelSpec
+    mode: str
+    model: str
+    symbols: bytes
+    num_symbols: int
+    token_lengths: _containers.RepeatedScalarFieldContainer[int]
+    power_scale: float
+    grid_height: int
+    grid_width: int
+    image_height: int
+    image_width: int
+    side_information: bytes
+    target_cbr: float
+    achieved_cbr: float
+    latency_ms: _containers.ScalarMap[str, float]
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., side_information: _Optional[bytes] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ChannelState(_message.Message):
+    __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SNR_DB_FIELD_NUMBER: _ClassVar[int]
+    NOISE_VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    COHERENCE_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_GAINS_FIELD_NUMBER: _ClassVar[int]
+    NUM_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    snr_db: float
+    noise_variance: float
+    coherence_symbols: int
+    block_gains: bytes
+    num_blocks: int
+    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., noise_variance: _Optional[float] = ..., coherence_symbols: _Optional[int] = ..., block_gains: _Optional[bytes] = ..., num_blocks: _Optional[int] = ...) -> None: ...
+
+class ReceivedFrame(_message.Message):
+    __slots__ = ("frame", "state")
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    frame: SymbolFrame
+    state: ChannelState
+    def __init__(self, frame: _Optional[_Union[SymbolFrame, _Mapping]] = ..., state: _Optional[_Union[ChannelState, _Mapping]] = ...) -> None: ...
+
+class Status(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Quality(_message.Message):
+    __slots__ = ("psnr_db", "ms_ssim")
+    PSNR_DB_FIELD_NUMBER: _ClassVar[int]
+    MS_SSIM_FIELD_NUMBER: _ClassVar[int]
+    psnr_db: float
+    ms_ssim: float
+    def __init__(self, psnr_db: _Optional[float] = ..., ms_ssim: _Optional[float] = ...) -> None: ...
+
+class ImageResult(_message.Message):
+    __slots__ = ("request_id", "user_id", "status", "image", "width", "height", "target_cbr", "achieved_cbr", "num_symbols", "side_information_bytes", "mode", "nfe", "channel", "quality", "latency_ms")
+    class LatencyMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_CBR_FIELD_NUMBER: _ClassVar[int]
+    ACHIEVED_CBR_FIELD_NUMBER: _ClassVar[int]
+    NUM_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    SIDE_INFORMATION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NFE_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    user_id: str
+    status: Status
+    image: bytes
+    width: int
+    height: int
+    target_cbr: float
+    achieved_cbr: float
+    num_symbols: int
+    side_information_bytes: int
+    mode: str
+    nfe: int
+    channel: ChannelSpec
+    quality: Quality
+    latency_ms: _containers.ScalarMap[str, float]
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...

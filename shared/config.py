@@ -1,0 +1,95 @@
+"""One source of truth for configuration.
+
+Every field has a default; each can be overridden by an environment variable named
+``SEMCOM_<FIELD>`` (upper case), e.g. ``SEMCOM_RECEIVER_PORT=60053``. Values are parsed
+to the field's type. :func:`load_config` is the only way services and the CLI obtain
+their settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "deepjscc_baseline.safetensors"
+
+
+@dataclass(frozen=True)
+class SemcomConfig:
+    """Settings shared by the three services and the client."""
+
+    # Network endpoints (gRPC).
+    host: str = "127.0.0.1"
+    bind_host: str = "0.0.0.0"
+    transmitter_port: int = 50051
+    channel_port: int = 50052
+    receiver_port: int = 50053
+    # Where each service looks for its downstream peer; empty means host:port above.
+    channel_address: str = ""
+    receiver_address: str = ""
+    # Prometheus exporters (HTTP /metrics), one per service.
+    transmitter_metrics_port: int = 9101
+    channel_metrics_port: int = 9102
+    receiver_metrics_port: int = 9103
+    # gRPC message size limit in bytes; a 24 MP photo as PNG or its symbols fit.
+    max_message_bytes: int = 256 * 1024 * 1024
+    # Input validation.
+    max_image_pixels: int = 40_000_000
+    max_image_bytes: int = 64 * 1024 * 1024
+    min_image_side: int = 16
+    min_snr_db: float = -10.0
+    max_snr_db: float = 40.0
+    # Model and compute.
+    weights: str = str(DEFAULT_WEIGHTS)
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    torch_threads: int = 0  # 0: leave PyTorch's default
+    # Receiver scheduling (asyncio worker pool).
+    receiver_workers: int = 2
+    receiver_queue_size: int = 256
+    transmitter_workers: int = 2
+    # Logging.
+    log_level: str = "INFO"
+
+    @property
+    def channel_target(self) -> str:
+        return self.channel_address or f"{self.host}:{self.channel_port}"
+
+    @property
+    def receiver_target(self) -> str:
+        return self.receiver_address or f"{self.host}:{self.receiver_port}"
+
+    @property
+    def transmitter_target(self) -> str:
+        return f"{self.host}:{self.transmitter_port}"
+
+    def resolve_device(self) -> str:
+        """The torch device string: ``cuda`` when present and asked for by ``auto``."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _parse(value: str, kind: type):
+    if kind is bool:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(value)
+
+
+def load_config(**overrides) -> SemcomConfig:
+    """Defaults, then ``SEMCOM_*`` environment variables, then explicit ``overrides``."""
+    values = {}
+    for f in dataclasses.fields(SemcomConfig):
+        env = os.environ.get(f"SEMCOM_{f.name.upper()}")
+        if env is not None:
+            kind = type(f.default)
+            try:
+                values[f.name] = _parse(env, kind)
+            except ValueError as exc:
+                raise ValueError(f"SEMCOM_{f.name.upper()}={env!r} is not a valid {kind.__name__}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return SemcomConfig(**values)

@@ -1,0 +1,71 @@
+"""gRPC plumbing common to the services: server start-up, health, reflection, channels, statuses."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .api.semcom.v1 import semcom_pb2 as pb
+from .config import SemcomConfig
+
+log = logging.getLogger("semcom.rpc")
+
+
+def message_options(config: SemcomConfig) -> list[tuple[str, int]]:
+    """Message size limits for full-resolution photos and their symbol frames."""
+    return [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+    ]
+
+
+def insecure_channel(target: str, config: SemcomConfig) -> grpc.aio.Channel:
+    """An asyncio channel to ``target`` with the project's message limits."""
+    return grpc.aio.insecure_channel(target, options=message_options(config))
+
+
+async def start_server(config: SemcomConfig, port: int, service_name: str, register) -> tuple[grpc.aio.Server, int]:
+    """Start an asyncio gRPC server with health checking and reflection.
+
+    ``register(server)`` adds the servicer. ``port`` 0 picks a free port. Returns the
+    server and the bound port.
+    """
+    server = grpc.aio.server(options=message_options(config))
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    full_name = pb.DESCRIPTOR.services_by_name[service_name].full_name
+    reflection.enable_server_reflection((full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{config.bind_host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind {service_name} to {config.bind_host}:{port}")
+    await server.start()
+    for name in ("", full_name):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s listening on %s:%d", service_name, config.bind_host, bound)
+    return server, bound
+
+
+def error_result(request_id: str, user_id: str, code: grpc.StatusCode, message: str) -> pb.ImageResult:
+    """A failed request's answer."""
+    return pb.ImageResult(request_id=request_id, user_id=user_id, status=pb.Status(code=code.value[0], message=message))
+
+
+def status_code(result: pb.ImageResult) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` of a result's status number."""
+    for code in grpc.StatusCode:
+        if code.value[0] == result.status.code:
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def code_for_exception(exc: BaseException) -> grpc.StatusCode:
+    """How a stage's exception is reported: bad input, unsupported option or internal fault."""
+    if isinstance(exc, ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, NotImplementedError):
+        return grpc.StatusCode.UNIMPLEMENTED
+    return grpc.StatusCode.INTERNAL

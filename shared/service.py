@@ -1,0 +1,54 @@
+"""Process entry point shared by the three services: config, logging, metrics, gRPC, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from .config import SemcomConfig, load_config
+from .rpc import start_server
+from .telemetry import start_metrics_server
+
+
+def setup_logging(config: SemcomConfig, name: str) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def load_model(config: SemcomConfig):
+    """The codec of ``config.weights`` on ``config.device``."""
+    import torch
+
+    from .models.io import load_deepjscc
+
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    return load_deepjscc(config.weights, config.resolve_device())
+
+
+async def serve(config: SemcomConfig, service_name: str, port: int, metrics_port: int,
+                build: Callable[[SemcomConfig], tuple[Callable, Callable[[], Awaitable[None]]]]) -> None:
+    """Run one service until SIGINT/SIGTERM, then stop gracefully (in-flight calls get 5 s)."""
+    register, close = build(config)
+    start_metrics_server(metrics_port)
+    server, _ = await start_server(config, port, service_name, register)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("semcom").info("%s shutting down", service_name)
+    await server.stop(5)
+    await close()
+
+
+def main(service_name: str, port_field: str, metrics_field: str, build) -> None:
+    """``python -m <service>``: settings from ``SEMCOM_*`` environment variables."""
+    config = load_config()
+    setup_logging(config, service_name)
+    asyncio.run(serve(config, service_name, getattr(config, port_field), getattr(config, metrics_field), build))

@@ -1,0 +1,45 @@
+"""Prometheus metrics of the three services (one registry per process).
+
+Every metric has a ``service`` label (transmitter, channel_emulator, receiver), so the
+services can also share one process, as the in-process integration tests do.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Latency buckets in seconds: 0.5 ms .. 60 s.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+STAGE_LATENCY = Histogram(
+    "semcom_stage_latency_seconds",
+    "Latency of one pipeline stage for one image (decode_input, encode, channel, equalize, decode, "
+    "reconstruct, quality, end_to_end)",
+    ["service", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+IMAGES = Counter("semcom_images_total", "Images answered, by gRPC status code name", ["service", "status"])
+SYMBOLS = Counter("semcom_symbols_total", "Complex channel symbols handled", ["service"])
+IN_FLIGHT = Gauge("semcom_in_flight_requests", "Requests accepted and not yet answered", ["service"])
+QUEUE_DEPTH = Gauge("semcom_queue_depth", "Jobs waiting for a worker", ["service"])
+
+
+def start_metrics_server(port: int) -> None:
+    """Serve ``/metrics`` on ``port`` (0: do not serve)."""
+    if port:
+        start_http_server(port)
+
+
+@contextmanager
+def timed(service: str, stage: str, latencies: dict):
+    """Time a block: observe it in the histogram and store milliseconds in ``latencies[stage]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - start
+        STAGE_LATENCY.labels(service, stage).observe(seconds)
+        latencies[stage] = seconds * 1000.0

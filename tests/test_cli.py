@@ -1,0 +1,102 @@
+"""The `semcom` command: send (table and JSON), errors a user can act on, and `up` as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from semcom_cli.main import main
+
+from .conftest import free_port
+from .test_services import image_bytes
+
+JSON_KEYS = {"image", "psnr", "ms_ssim", "cbr", "snr_db", "channel", "mode", "latency_ms"}
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(image_bytes(64, 80, "PNG", seed=1))
+    (folder / "b.jpg").write_bytes(image_bytes(48, 48, "JPEG", seed=2))
+    return folder
+
+
+def test_send_json_and_outputs(chain, images, tmp_path, capsys):
+    out = tmp_path / "rx"
+    code = main(["send", str(images), "--channel", "rayleigh", "--snr", "5", "--cbr", "1/48", "--seed", "3",
+                 "--target", chain.target, "--out", str(out), "--json"])
+    assert code == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(records) == 2
+    for record in records:
+        assert JSON_KEYS <= set(record)
+        assert record["channel"] == "rayleigh" and record["snr_db"] == 5.0 and record["mode"] == "jscc"
+        assert record["error"] is None and record["psnr"] > 0 and record["cbr"] > 0
+        assert os.path.isfile(record["output"])
+    assert sorted(p.name for p in out.iterdir()) == ["a_rayleigh_5dB.png", "b_rayleigh_5dB.png"]
+
+
+def test_send_table_reports_bad_files_without_stopping(chain, images, tmp_path, capsys):
+    (images / "broken.png").write_bytes(b"garbage")
+    code = main(["send", str(images), "--target", chain.target])
+    table = capsys.readouterr().out
+    assert code == 1  # one image failed
+    assert "INVALID_ARGUMENT" in table and "a.png" in table and "mean of 2 ok" in table
+
+
+def test_send_user_errors(tmp_path, capsys):
+    assert main(["send", str(tmp_path / "missing.png")]) == 2
+    assert "no such image" in capsys.readouterr().err
+    (tmp_path / "x.png").write_bytes(image_bytes(32, 32))
+    assert main(["send", str(tmp_path / "x.png"), "--target", f"127.0.0.1:{free_port()}", "--timeout", "5"]) == 3
+    assert "semcom up" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["send", str(tmp_path / "x.png"), "--snr", "nan"])
+    with pytest.raises(SystemExit):
+        main(["send", str(tmp_path / "x.png"), "--cbr", "0"])
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["send", "--help"])
+    assert exit_info.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+def test_up_runs_three_processes_and_stops_on_ctrl_c(tiny_weights, tmp_path):
+    ports = {name: str(free_port()) for name in
+             ("TRANSMITTER_PORT", "CHANNEL_PORT", "RECEIVER_PORT",
+              "TRANSMITTER_METRICS_PORT", "CHANNEL_METRICS_PORT", "RECEIVER_METRICS_PORT")}
+    env = {**os.environ, **{f"SEMCOM_{k}": v for k, v in ports.items()},
+           "SEMCOM_WEIGHTS": str(tiny_weights), "SEMCOM_DEVICE": "cpu", "SEMCOM_BIND_HOST": "127.0.0.1"}
+    up = subprocess.Popen([sys.executable, "-m", "semcom_cli.main", "up"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = up.stderr.readline()
+            lines.append(line)
+            if "semcom is up" in line or not line:
+                break
+        assert any("semcom is up" in line for line in lines), "".join(lines)
+        (tmp_path / "x.png").write_bytes(image_bytes(64, 64))
+        sent = subprocess.run([sys.executable, "-m", "semcom_cli.main", "send", str(tmp_path / "x.png"), "--json"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr
+        assert json.loads(sent.stdout.splitlines()[-1])["error"] is None
+        from urllib.request import urlopen
+
+        metrics = urlopen(f"http://127.0.0.1:{ports['RECEIVER_METRICS_PORT']}/metrics", timeout=10).read().decode()
+        assert 'semcom_stage_latency_seconds_count{service="receiver",stage="decode"} 1.0' in metrics
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()

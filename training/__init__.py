@@ -1,0 +1,1 @@
+"""Training scripts and their configs (they write the weights shipped in weights/)."""

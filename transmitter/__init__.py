@@ -1,0 +1,1 @@
+"""Transmitter service: semantic encoder, power normalization, symbol streaming."""

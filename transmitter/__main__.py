@@ -1,0 +1,14 @@
+"""``python -m transmitter``: run the transmitter service (settings: SEMCOM_* env vars)."""
+
+from shared.service import load_model, main
+
+from .server import TransmitterService, register
+
+
+def build(config):
+    service = TransmitterService(config, load_model(config))
+    return register(service), service.close
+
+
+if __name__ == "__main__":
+    main("Transmitter", "transmitter_port", "transmitter_metrics_port", build)

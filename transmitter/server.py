@@ -1,0 +1,153 @@
+"""Transmitter service: image -> semantic encoder -> power-normalized symbols -> channel emulator.
+
+Results come back through the same stream; the transmitter, which holds the sent image,
+adds the quality figures and the end-to-end latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+import torch
+
+from shared.api.semcom.v1 import semcom_pb2 as pb
+from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
+from shared.codec import encode_image
+from shared.config import SemcomConfig
+from shared.imageio import decode_image, load_image_file
+from shared.messages import channel_spec, decoder_mode, target_cbr
+from shared.models import DeepJSCC
+from shared.quality import ms_ssim, psnr
+from shared.rpc import insecure_channel, status_code
+from shared.streaming import StreamSession
+from shared.symbols import pack_complex
+from shared.telemetry import SYMBOLS, STAGE_LATENCY, timed
+
+SERVICE = "transmitter"
+MODEL_NAME = "deepjscc-baseline"
+log = logging.getLogger("semcom.transmitter")
+
+
+@dataclass
+class SentImage:
+    """What the transmitter keeps of a request until its result returns."""
+
+    image: torch.Tensor  # (3, H, W) in [0, 1]
+    started: float  # time.perf_counter() at arrival
+
+
+def encode_request(model: DeepJSCC, request: pb.ImageRequest, config: SemcomConfig) -> tuple[pb.SymbolFrame, torch.Tensor]:
+    """Validate and encode one request: the frame to send and the decoded input image."""
+    spec = channel_spec(request.channel, config)
+    cbr = target_cbr(request.target_cbr)
+    mode = decoder_mode(request.mode)
+    if len(request.image) > config.max_image_bytes:
+        raise ValueError(f"image is {len(request.image)} bytes, over the limit of {config.max_image_bytes}")
+    latency: dict[str, float] = {}
+    with timed(SERVICE, "decode_input", latency):
+        image = decode_image(request.image, config.max_image_pixels, config.min_image_side)
+    with timed(SERVICE, "encode", latency):
+        encoded = encode_image(model, image, spec.snr_db, cbr)
+    n = encoded.symbols.numel()
+    SYMBOLS.labels(SERVICE).inc(n)
+    frame = pb.SymbolFrame(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        channel=request.channel,
+        mode=mode,
+        model=MODEL_NAME,
+        symbols=pack_complex(encoded.symbols),
+        num_symbols=n,
+        token_lengths=[encoded.symbols_per_token] * (encoded.grid[0] * encoded.grid[1]),
+        power_scale=encoded.power_scale,
+        grid_height=encoded.grid[0],
+        grid_width=encoded.grid[1],
+        image_height=encoded.image_size[0],
+        image_width=encoded.image_size[1],
+        target_cbr=float(cbr),
+        achieved_cbr=encoded.cbr,
+        latency_ms=latency,
+    )
+    return frame, image
+
+
+def score(result: pb.ImageResult, sent: SentImage) -> None:
+    """Add PSNR and MS-SSIM of the returned PNG against the sent image (in place)."""
+    latency: dict[str, float] = {}
+    with timed(SERVICE, "quality", latency):
+        received = load_image_file(io.BytesIO(result.image))
+        if received.shape != sent.image.shape:
+            raise RuntimeError(f"receiver returned a {tuple(received.shape)} image for a {tuple(sent.image.shape)} input")
+        reference, estimate = sent.image[None], received[None]
+        result.quality.psnr_db = float(psnr(reference, estimate)[0])
+        result.quality.ms_ssim = float(ms_ssim(reference, estimate)[0])
+    result.latency_ms.update(latency)
+
+
+class TransmitterService(pb_grpc.TransmitterServicer):
+    """Streams each client's images through the chain; one downstream stream per client stream."""
+
+    def __init__(self, config: SemcomConfig, model: DeepJSCC):
+        self.config = config
+        self.model = model
+        self.executor = ThreadPoolExecutor(config.transmitter_workers, thread_name_prefix="tx")
+        self.channel = insecure_channel(config.channel_target, config)
+        self.channel_stub = pb_grpc.ChannelEmulatorStub(self.channel)
+
+    async def _handle(self, request: pb.ImageRequest, session: StreamSession) -> None:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        frame, image = await loop.run_in_executor(self.executor, encode_request, self.model, request, self.config)
+        session.forward(request.request_id, frame, SentImage(image, started))
+
+    async def _finish(self, result: pb.ImageResult, sent: SentImage) -> pb.ImageResult:
+        if status_code(result) is grpc.StatusCode.OK:
+            await asyncio.get_running_loop().run_in_executor(self.executor, score, result, sent)
+        seconds = time.perf_counter() - sent.started
+        STAGE_LATENCY.labels(SERVICE, "end_to_end").observe(seconds)
+        result.latency_ms["end_to_end"] = seconds * 1000.0
+        return result
+
+    def _session(self) -> StreamSession:
+        session = StreamSession(SERVICE, self._handle, lambda r: (r.request_id, r.user_id))
+        session.open_downstream(self.channel_stub.Propagate, f"channel emulator at {self.config.channel_target}", self._finish)
+        return session
+
+    async def Transmit(self, request_iterator, context):
+        async def with_ids():
+            async for request in request_iterator:
+                if not request.request_id:
+                    request.request_id = uuid.uuid4().hex
+                yield request
+
+        async for result in self._session().run(with_ids()):
+            yield result
+
+    async def TransmitOne(self, request: pb.ImageRequest, context) -> pb.ImageResult:
+        async def single():
+            yield request
+
+        result = pb.ImageResult()
+        async for result in self.Transmit(single(), context):
+            pass
+        code = status_code(result)
+        if code is not grpc.StatusCode.OK:
+            await context.abort(code, result.status.message)
+        return result
+
+    async def close(self) -> None:
+        await self.channel.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def register(service: TransmitterService):
+    return lambda server: pb_grpc.add_TransmitterServicer_to_server(service, server)
+
+
