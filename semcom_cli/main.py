@@ -75,7 +75,7 @@ def format_table(records: list[dict]) -> str:
             continue
         stages = " ".join(f"{r['latency_ms'].get(s, float('nan')):>10.1f}" for s in STAGES)
         lines.append(f"{name:<22} {r['status']:<16} {r['psnr']:>8.2f} {r['ms_ssim']:>8.4f} "
-                     f"{'1/' + format(1 / r['cbr'], '.1f'):>8} {stages}")
+                     f"{'1/' + format(1 / r['cbr'], '.4g'):>8} {stages}")
     ok = [r for r in records if not r["error"]]
     if ok:
         mean = lambda key: sum(r[key] for r in ok) / len(ok)  # noqa: E731

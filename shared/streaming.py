@@ -151,6 +151,7 @@ class StreamSession:
             if self.downstream is not None:
                 self.downstream.cancel()
             IN_FLIGHT.labels(self.service).dec(len(self._outstanding))
+            self._outstanding.clear()
 
     async def _drain(self) -> None:
         while self._tasks:
