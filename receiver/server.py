@@ -1,8 +1,13 @@
 """Receiver service: received symbols + channel state -> equalization -> decoding -> PNG.
 
-Frames from every stream enter one bounded queue served by a pool of concurrent workers
-(asyncio tasks running the model in a thread pool, on the GPU when present). A full queue
-answers RESOURCE_EXHAUSTED at once.
+Frames from every stream are validated on arrival and queued in one bounded
+:class:`~receiver.scheduler.FairBatchQueue` (per-user round robin, dynamic batching); a
+pool of concurrent workers (asyncio tasks running the model in a thread pool, on the GPU
+when present) decodes them. A full queue answers RESOURCE_EXHAUSTED at once; a job whose
+deadline passed is answered DEADLINE_EXCEEDED without compute; a cancelled stream's
+queued jobs are dropped.
+
+Cached: the model instance, loaded once per process and shared by all workers (warm).
 """
 
 from __future__ import annotations
@@ -11,14 +16,13 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import grpc
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import ChannelOutput
-from shared.codec import equalize_and_decode
+from shared.codec import equalize_and_decode_batch
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
 from shared.messages import MODE_NFE, decoder_mode
@@ -26,7 +30,10 @@ from shared.models import DeepJSCC
 from shared.rpc import code_for_exception, error_result
 from shared.streaming import StreamSession
 from shared.symbols import unpack_complex
-from shared.telemetry import QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, timed
+from shared.telemetry import (BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, USER_LATENCY,
+                              WORKERS, timed, user_label)
+
+from .scheduler import FairBatchQueue, Job
 
 SERVICE = "receiver"
 log = logging.getLogger("semcom.receiver")
@@ -48,75 +55,122 @@ def frame_geometry(model: DeepJSCC, frame: pb.SymbolFrame) -> int:
     return k
 
 
-def reconstruct(model: DeepJSCC, received: pb.ReceivedFrame) -> pb.ImageResult:
-    """Equalize and decode one received frame into the request's result."""
+def channel_output(received: pb.ReceivedFrame) -> ChannelOutput:
+    """The (1, n) received symbols and the channel state of a frame."""
     frame, state = received.frame, received.state
-    mode = decoder_mode(frame.mode)
-    k = frame_geometry(model, frame)
     symbols = unpack_complex(frame.symbols, frame.num_symbols)[None]
     gains = unpack_complex(state.block_gains, state.num_blocks)[None] if state.num_blocks else None
-    channel = ChannelOutput(symbols, gains, state.coherence_symbols or frame.num_symbols, state.noise_variance)
-    latency = dict(frame.latency_ms)
-    size = (frame.image_height, frame.image_width)
-    image = equalize_and_decode(model, channel, state.snr_db, k, (frame.grid_height, frame.grid_width), size,
-                                stage_timer=lambda stage: timed(SERVICE, stage, latency))
-    with timed(SERVICE, "reconstruct", latency):
-        png = encode_png(image)
-    SYMBOLS.labels(SERVICE).inc(frame.num_symbols)
-    return pb.ImageResult(
-        request_id=frame.request_id,
-        user_id=frame.user_id,
-        status=pb.Status(code=grpc.StatusCode.OK.value[0]),
-        image=png,
-        width=frame.image_width,
-        height=frame.image_height,
-        target_cbr=frame.target_cbr,
-        achieved_cbr=frame.achieved_cbr,
-        num_symbols=frame.num_symbols,
-        side_information_bytes=len(frame.side_information),
-        mode=mode,
-        nfe=MODE_NFE[mode],
-        channel=frame.channel,
-        latency_ms=latency,
-    )
+    return ChannelOutput(symbols, gains, state.coherence_symbols or frame.num_symbols, state.noise_variance)
 
 
-@dataclass
-class DecodeJob:
-    received: pb.ReceivedFrame
-    session: StreamSession
-    enqueued: float
+def reconstruct_batch(model: DeepJSCC, batch: list[pb.ReceivedFrame], k: int) -> list[pb.ImageResult]:
+    """Equalize and decode frames that share a grid and rate, in one decoder pass."""
+    frames = [received.frame for received in batch]
+    grid = (frames[0].grid_height, frames[0].grid_width)
+    latency: dict[str, float] = {}
+    images = equalize_and_decode_batch(
+        model, [channel_output(received) for received in batch], [received.state.snr_db for received in batch],
+        k, grid, [(f.image_height, f.image_width) for f in frames], stage_timer=lambda stage: timed(SERVICE, stage, latency))
+    results = []
+    for frame, image in zip(frames, images):
+        stage_latency = {**frame.latency_ms, **latency}
+        with timed(SERVICE, "reconstruct", stage_latency):
+            png = encode_png(image)
+        SYMBOLS.labels(SERVICE).inc(frame.num_symbols)
+        results.append(pb.ImageResult(
+            request_id=frame.request_id,
+            user_id=frame.user_id,
+            status=pb.Status(code=grpc.StatusCode.OK.value[0]),
+            image=png,
+            width=frame.image_width,
+            height=frame.image_height,
+            target_cbr=frame.target_cbr,
+            achieved_cbr=frame.achieved_cbr,
+            num_symbols=frame.num_symbols,
+            side_information_bytes=len(frame.side_information),
+            mode=frame.mode,
+            nfe=MODE_NFE[frame.mode],
+            channel=frame.channel,
+            latency_ms=stage_latency,
+            batch_size=len(batch),
+        ))
+    return results
 
 
 class DecodeWorkerPool:
-    """A bounded queue shared by all streams and ``workers`` concurrent decode workers."""
+    """``workers`` concurrent decode workers over one :class:`FairBatchQueue`."""
 
-    def __init__(self, model: DeepJSCC, workers: int, queue_size: int):
+    def __init__(self, model: DeepJSCC, config: SemcomConfig):
         self.model = model
-        self.queue: asyncio.Queue[DecodeJob] = asyncio.Queue(maxsize=queue_size)
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="rx-worker")
-        self.workers = [asyncio.ensure_future(self._work()) for _ in range(workers)]
+        if config.receiver_scheduler not in ("fair", "fifo"):
+            raise ValueError(f"SEMCOM_RECEIVER_SCHEDULER must be 'fair' or 'fifo', got {config.receiver_scheduler!r}")
+        self.queue = FairBatchQueue(config.receiver_queue_size, config.receiver_max_batch,
+                                    config.receiver_max_wait_ms / 1000.0, fair=config.receiver_scheduler == "fair")
+        self.executor = ThreadPoolExecutor(config.receiver_workers, thread_name_prefix="rx-worker")
+        self.workers = [asyncio.ensure_future(self._work()) for _ in range(config.receiver_workers)]
+        WORKERS.labels(SERVICE).set(config.receiver_workers)
 
-    def submit(self, job: DecodeJob) -> None:
-        """Queue ``job``; raises ``asyncio.QueueFull`` when the receiver is saturated."""
-        self.queue.put_nowait(job)
-        QUEUE_DEPTH.labels(SERVICE).set(self.queue.qsize())
+    def submit(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
+        """Validate and queue a frame; raises ``asyncio.QueueFull`` when the receiver is saturated."""
+        frame = received.frame
+        mode = decoder_mode(frame.mode)
+        k = frame_geometry(self.model, frame)
+        frame.mode = mode
+        deadline = frame.deadline_unix_ms / 1000.0 if frame.deadline_unix_ms else None
+        key = (mode, frame.grid_height, frame.grid_width, k)
+        self.queue.put(Job(frame.user_id, key, (received, session), deadline, time.perf_counter()))
+        QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
+
+    def drop_stream(self, session: StreamSession) -> None:
+        """Forget the queued jobs of a cancelled stream."""
+        dropped = self.queue.remove(lambda job: job.payload[1] is session)
+        if dropped:
+            DROPS.labels(SERVICE, "cancelled").inc(len(dropped))
+            QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
+
+    def _runnable(self, batch: list[Job]) -> list[Job]:
+        """Answer expired jobs and skip cancelled ones; the rest are worth computing."""
+        now = time.time()
+        runnable = []
+        for job in batch:
+            received, session = job.payload
+            if session.closed:
+                DROPS.labels(SERVICE, "cancelled").inc()
+            elif job.deadline is not None and now > job.deadline:
+                DROPS.labels(SERVICE, "deadline").inc()
+                session.answer(error_result(received.frame.request_id, received.frame.user_id,
+                                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                                            f"deadline passed {1000 * (now - job.deadline):.0f} ms before decoding"))
+            else:
+                runnable.append(job)
+        return runnable
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            job = await self.queue.get()
-            QUEUE_DEPTH.labels(SERVICE).set(self.queue.qsize())
-            frame = job.received.frame
-            STAGE_LATENCY.labels(SERVICE, "queue").observe(time.perf_counter() - job.enqueued)
+            batch = self._runnable(await self.queue.get_batch())
+            QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
+            if not batch:
+                continue
+            started = time.perf_counter()
+            for job in batch:
+                STAGE_LATENCY.labels(SERVICE, "queue").observe(started - job.enqueued)
+            BATCH_SIZE.labels(SERVICE).observe(len(batch))
+            BUSY_WORKERS.labels(SERVICE).inc()
+            frames = [job.payload[0] for job in batch]
             try:
-                result = await loop.run_in_executor(self.executor, reconstruct, self.model, job.received)
+                results = await loop.run_in_executor(self.executor, reconstruct_batch, self.model, frames, batch[0].key[3])
             except Exception as exc:
                 code = code_for_exception(exc)
-                if code is grpc.StatusCode.INTERNAL:
-                    log.exception("decoding request %s failed", frame.request_id)
-                result = error_result(frame.request_id, frame.user_id, code, str(exc))
-            job.session.answer(result)
+                log.exception("decoding a batch of %d failed", len(batch))
+                results = [error_result(f.frame.request_id, f.frame.user_id, code, str(exc)) for f in frames]
+            finally:
+                BUSY_WORKERS.labels(SERVICE).dec()
+            done = time.perf_counter()
+            for job, result in zip(batch, results):
+                result.latency_ms["queue"] = 1000.0 * (started - job.enqueued)
+                USER_LATENCY.labels(user_label(job.user_id)).observe(done - job.enqueued)
+                job.payload[1].answer(result)
 
     async def close(self) -> None:
         for worker in self.workers:
@@ -126,20 +180,24 @@ class DecodeWorkerPool:
 
 class ReceiverService(pb_grpc.ReceiverServicer):
     def __init__(self, config: SemcomConfig, model: DeepJSCC):
-        self.pool = DecodeWorkerPool(model, config.receiver_workers, config.receiver_queue_size)
+        self.pool = DecodeWorkerPool(model, config)
 
     async def _handle(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         frame = received.frame
         try:
-            self.pool.submit(DecodeJob(received, session, time.perf_counter()))
+            self.pool.submit(received, session)
         except asyncio.QueueFull:
+            DROPS.labels(SERVICE, "queue_full").inc()
             session.answer(error_result(frame.request_id, frame.user_id, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                        f"receiver queue is full ({self.pool.queue.maxsize} jobs); retry later"))
+                                        f"receiver queue is full ({self.pool.queue.capacity} jobs); retry later"))
 
     async def Receive(self, request_iterator, context):
         session = StreamSession(SERVICE, self._handle, lambda r: (r.frame.request_id, r.frame.user_id))
-        async for result in session.run(request_iterator):
-            yield result
+        try:
+            async for result in session.run(request_iterator):
+                yield result
+        finally:
+            self.pool.drop_stream(session)
 
     async def close(self) -> None:
         await self.pool.close()

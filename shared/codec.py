@@ -90,12 +90,43 @@ def decode_symbols(
     snr_db: torch.Tensor,
     symbols_per_token: int,
     grid: tuple[int, int],
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """(B, n) equalized symbols, (B,) SNR dB -> (B, 3, H, W) images in [0, 1], cropped to ``image_size``."""
+    """(B, n) equalized symbols, (B,) SNR dB -> (B, 3, H, W) images in [0, 1].
+
+    Cropped to ``image_size`` when given, else the full (16h, 16w) grid.
+    """
     device = next(model.parameters()).device
     images = model.decode(symbols.to(device), snr_db.to(device, torch.float32), symbols_per_token, grid)
-    return images[..., : image_size[0], : image_size[1]].float().cpu()
+    if image_size is not None:
+        images = images[..., : image_size[0], : image_size[1]]
+    return images.float().cpu()
+
+
+def equalize_and_decode_batch(
+    model: DeepJSCC,
+    channels: list[ChannelOutput],
+    snr_db: list[float],
+    symbols_per_token: int,
+    grid: tuple[int, int],
+    image_sizes: list[tuple[int, int]],
+    stage_timer: Callable[[str], AbstractContextManager] | None = None,
+) -> list[torch.Tensor]:
+    """The receiver's stages for a batch of images sharing a token grid and rate.
+
+    Each ``channels[i].received`` is (1, n). MMSE equalization per image with its own
+    channel state, then one batched decoder pass. Returns (3, H_i, W_i) images in [0, 1].
+    ``stage_timer(name)``, if given, wraps the ``equalize`` and ``decode`` stages.
+    """
+    timer = stage_timer or (lambda _stage: nullcontext())
+    with timer("equalize"):
+        received = torch.cat([c.received for c in channels])
+        gains = torch.cat([per_symbol_gains(c) for c in channels])
+        noise = torch.tensor([[c.noise_variance] for c in channels])
+        equalized = mmse_equalize(received, gains, noise)
+    with timer("decode"):
+        images = decode_symbols(model, equalized.symbols, torch.tensor(snr_db, dtype=torch.float32), symbols_per_token, grid)
+    return [image[:, :h, :w] for image, (h, w) in zip(images, image_sizes)]
 
 
 def equalize_and_decode(
@@ -105,16 +136,6 @@ def equalize_and_decode(
     symbols_per_token: int,
     grid: tuple[int, int],
     image_size: tuple[int, int],
-    stage_timer: Callable[[str], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
-    """The receiver's stages for one image: MMSE equalization, then decoding.
-
-    ``channel.received`` is (1, n); returns (3, H, W) in [0, 1]. ``stage_timer(name)``, if
-    given, wraps the ``equalize`` and ``decode`` stages (e.g. to time them).
-    """
-    timer = stage_timer or (lambda _stage: nullcontext())
-    with timer("equalize"):
-        equalized = mmse_equalize(channel.received, per_symbol_gains(channel), channel.noise_variance)
-    with timer("decode"):
-        snr = torch.tensor([snr_db], dtype=torch.float32)
-        return decode_symbols(model, equalized.symbols, snr, symbols_per_token, grid, image_size)[0]
+    """One image through :func:`equalize_and_decode_batch`: (1, n) received -> (3, H, W)."""
+    return equalize_and_decode_batch(model, [channel], [snr_db], symbols_per_token, grid, [image_size])[0]

@@ -46,9 +46,12 @@ class SemcomConfig:
     weights: str = str(DEFAULT_WEIGHTS)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     torch_threads: int = 0  # 0: leave PyTorch's default
-    # Receiver scheduling (asyncio worker pool).
+    # Receiver scheduling (MU-GSC): concurrent workers, bounded queue, dynamic batching.
     receiver_workers: int = 2
     receiver_queue_size: int = 256
+    receiver_max_batch: int = 8  # images decoded together (same grid, rate and mode)
+    receiver_max_wait_ms: float = 2.0  # how long a worker waits to fill a batch
+    receiver_scheduler: str = "fair"  # "fair": per-user round robin; "fifo": arrival order
     transmitter_workers: int = 2
     # Logging.
     log_level: str = "INFO"

@@ -51,6 +51,13 @@ def target_cbr(value: float) -> Fraction:
     return parse_cbr(value)
 
 
+def deadline_unix_ms(deadline_ms: float, now_s: float) -> float:
+    """Absolute deadline (Unix epoch ms) of a request with a ``deadline_ms`` budget; 0 = none."""
+    if not math.isfinite(deadline_ms) or deadline_ms < 0:
+        raise ValueError(f"deadline_ms must be a finite number >= 0, got {deadline_ms}")
+    return now_s * 1000.0 + deadline_ms if deadline_ms else 0.0
+
+
 def decoder_mode(text: str) -> str:
     """A request's decoder mode, normalized ('' means the default)."""
     mode = (text or DEFAULT_MODE).strip().lower()

@@ -45,6 +45,7 @@ class StreamSession:
         self._all_answered = asyncio.Event()
         self._all_answered.set()
         self.downstream: Downstream | None = None
+        self.closed = False  # the stream ended or was cancelled: nobody reads answers any more
 
     # -- requests ---------------------------------------------------------------------
     def spawn(self, coro: Awaitable) -> None:
@@ -145,6 +146,7 @@ class StreamSession:
             while (result := await self._results.get()) is not None:
                 yield result
         finally:
+            self.closed = True
             consumer.cancel()
             for task in list(self._tasks):
                 task.cancel()

@@ -25,6 +25,22 @@ IMAGES = Counter("semcom_images_total", "Images answered, by gRPC status code na
 SYMBOLS = Counter("semcom_symbols_total", "Complex channel symbols handled", ["service"])
 IN_FLIGHT = Gauge("semcom_in_flight_requests", "Requests accepted and not yet answered", ["service"])
 QUEUE_DEPTH = Gauge("semcom_queue_depth", "Jobs waiting for a worker", ["service"])
+BATCH_SIZE = Histogram("semcom_batch_size", "Images decoded together in one network pass", ["service"],
+                       buckets=(1, 2, 4, 8, 16, 32, 64))
+BUSY_WORKERS = Gauge("semcom_busy_workers", "Workers computing now (utilisation = busy / workers)", ["service"])
+WORKERS = Gauge("semcom_workers", "Workers in the pool", ["service"])
+DROPS = Counter("semcom_dropped_total", "Requests answered without compute, by reason", ["service", "reason"])
+USER_LATENCY = Histogram("semcom_user_latency_seconds", "Receiver-side latency (queue + compute) per user; "
+                         f"users beyond the first {64} share the label 'other'", ["user"], buckets=LATENCY_BUCKETS)
+_users: set[str] = set()
+
+
+def user_label(user_id: str, limit: int = 64) -> str:
+    """``user_id`` as a metric label, bounded to ``limit`` distinct users (then 'other')."""
+    if user_id in _users or len(_users) < limit:
+        _users.add(user_id)
+        return user_id
+    return "other"
 
 
 def start_metrics_server(port: int) -> None:

@@ -22,7 +22,7 @@ from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.codec import encode_image
 from shared.config import SemcomConfig
 from shared.imageio import decode_image, load_image_file
-from shared.messages import channel_spec, decoder_mode, target_cbr
+from shared.messages import channel_spec, deadline_unix_ms, decoder_mode, target_cbr
 from shared.models import DeepJSCC
 from shared.quality import ms_ssim, psnr
 from shared.rpc import insecure_channel, status_code
@@ -48,6 +48,7 @@ def encode_request(model: DeepJSCC, request: pb.ImageRequest, config: SemcomConf
     spec = channel_spec(request.channel, config)
     cbr = target_cbr(request.target_cbr)
     mode = decoder_mode(request.mode)
+    deadline = deadline_unix_ms(request.deadline_ms, time.time())
     if len(request.image) > config.max_image_bytes:
         raise ValueError(f"image is {len(request.image)} bytes, over the limit of {config.max_image_bytes}")
     latency: dict[str, float] = {}
@@ -74,6 +75,7 @@ def encode_request(model: DeepJSCC, request: pb.ImageRequest, config: SemcomConf
         target_cbr=float(cbr),
         achieved_cbr=encoded.cbr,
         latency_ms=latency,
+        deadline_unix_ms=deadline,
     )
     return frame, image
 

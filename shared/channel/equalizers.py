@@ -41,8 +41,11 @@ def per_symbol_gains(channel: ChannelOutput) -> torch.Tensor:
     return expand_blocks(channel.block_gains, channel.coherence_symbols, y.shape[1])
 
 
-def mmse_equalize(received: torch.Tensor, gains: torch.Tensor, noise_variance: float) -> EqualizedSymbols:
-    """Scalar MMSE equalization of (B, n) ``received`` with (B, n) complex ``gains``."""
+def mmse_equalize(received: torch.Tensor, gains: torch.Tensor, noise_variance: float | torch.Tensor) -> EqualizedSymbols:
+    """Scalar MMSE equalization of (B, n) ``received`` with (B, n) complex ``gains``.
+
+    ``noise_variance`` is N0: a float, or a (B, 1) tensor of one N0 per row.
+    """
     power = gains.real**2 + gains.imag**2
     denom = power + noise_variance
     symbols = gains.conj() * received / denom

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16semcom/v1/semcom.proto\x12\tsemcom.v1\"\x9e\x01\n\x0b\x43hannelSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\x12\x10\n\x08k_factor\x18\x03 \x01(\x01\x12\x13\n\x0btx_antennas\x18\x04 \x01(\r\x12\x13\n\x0brx_antennas\x18\x05 \x01(\r\x12\x19\n\x11\x63oherence_symbols\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\x8d\x01\n\x0cImageRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\'\n\x07\x63hannel\x18\x04 \x01(\x0b\x32\x16.semcom.v1.ChannelSpec\x12\x12\n\ntarget_cbr\x18\x05 \x01(\x01\x12\x0c\n\x04mode\x18\x06 \x01(\t\"\xcf\x03\n\x0bSymbolFrame\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\'\n\x07\x63hannel\x18\x03 \x01(\x0b\x32\x16.semcom.v1.ChannelSpec\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07symbols\x18\x06 \x01(\x0c\x12\x13\n\x0bnum_symbols\x18\x07 \x01(\r\x12\x15\n\rtoken_lengths\x18\x08 \x03(\r\x12\x13\n\x0bpower_scale\x18\t \x01(\x02\x12\x13\n\x0bgrid_height\x18\n \x01(\r\x12\x12\n\ngrid_width\x18\x0b \x01(\r\x12\x14\n\x0cimage_height\x18\x0c \x01(\r\x12\x13\n\x0bimage_width\x18\r \x01(\r\x12\x18\n\x10side_information\x18\x0e \x01(\x0c\x12\x12\n\ntarget_cbr\x18\x0f \x01(\x01\x12\x14\n\x0c\x61\x63hieved_cbr\x18\x10 \x01(\x01\x12\x39\n\nlatency_ms\x18\x11 \x03(\x0b\x32%.semcom.v1.SymbolFrame.LatencyMsEntry\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x0c\x43hannelState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\x12\x16\n\x0enoise_variance\x18\x03 \x01(\x01\x12\x19\n\x11\x63oherence_symbols\x18\x04 \x01(\r\x12\x13\n\x0b\x62lock_gains\x18\x05 \x01(\x0c\x12\x12\n\nnum_blocks\x18\x06 \x01(\r\"^\n\rReceivedFrame\x12%\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x16.semcom.v1.SymbolFrame\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.semcom.v1.ChannelState\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"+\n\x07Quality\x12\x0f\n\x07psnr_db\x18\x01 \x01(\x01\x12\x0f\n\x07ms_ssim\x18\x02 \x01(\x01\"\xb8\x03\n\x0bImageResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12!\n\x06status\x18\x03 \x01(\x0b\x32\x11.semcom.v1.Status\x12\r\n\x05image\x18\x04 \x01(\x0c\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\x12\n\ntarget_cbr\x18\x07 \x01(\x01\x12\x14\n\x0c\x61\x63hieved_cbr\x18\x08 \x01(\x01\x12\x13\n\x0bnum_symbols\x18\t \x01(\x04\x12\x1e\n\x16side_information_bytes\x18\n \x01(\x04\x12\x0c\n\x04mode\x18\x0b \x01(\t\x12\x0b\n\x03nfe\x18\x0c \x01(\r\x12\'\n\x07\x63hannel\x18\r \x01(\x0b\x32\x16.semcom.v1.ChannelSpec\x12#\n\x07quality\x18\x0e \x01(\x0b\x32\x12.semcom.v1.Quality\x12\x39\n\nlatency_ms\x18\x0f \x03(\x0b\x32%.semcom.v1.ImageResult.LatencyMsEntry\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x8e\x01\n\x0bTransmitter\x12?\n\x08Transmit\x12\x17.semcom.v1.ImageRequest\x1a\x16.semcom.v1.ImageResult(\x01\x30\x01\x12>\n\x0bTransmitOne\x12\x17.semcom.v1.ImageRequest\x1a\x16.semcom.v1.ImageResult2R\n\x0f\x43hannelEmulator\x12?\n\tPropagate\x12\x16.semcom.v1.SymbolFrame\x1a\x16.semcom.v1.ImageResult(\x01\x30\x01\x32K\n\x08Receiver\x12?\n\x07Receive\x12\x18.semcom.v1.ReceivedFrame\x1a\x16.semcom.v1.ImageResult(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16semcom/v1/semcom.proto\x12\tsemcom.v1\"\x9e\x01\n\x0b\x43hannelSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\x12\x10\n\x08k_factor\x18\x03 \x01(\x01\x12\x13\n\x0btx_antennas\x18\x04 \x01(\r\x12\x13\n\x0brx_antennas\x18\x05 \x01(\r\x12\x19\n\x11\x63oherence_symbols\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xa2\x01\n\x0cImageRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\'\n\x07\x63hannel\x18\x04 \x01(\x0b\x32\x16.semcom.v1.ChannelSpec\x12\x12\n\ntarget_cbr\x18\x05 \x01(\x01\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x07 \x01(\x01\"\xe9\x03\n\x0bSymbolFrame\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\'\n\x07\x63hannel\x18\x03 \x01(\x0b\x32\x16.semcom.v1.ChannelSpec\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07symbols\x18\x06 \x01(\x0c\x12\x13\n\x0bnum_symbols\x18\x07 \x01(\r\x12\x15\n\rtoken_lengths\x18\x08 \x03(\r\x12\x13\n\x0bpower_scale\x18\t \x01(\x02\x12\x13\n\x0bgrid_height\x18\n \x01(\r\x12\x12\n\ngrid_width\x18\x0b \x01(\r\x12\x14\n\x0cimage_height\x18\x0c \x01(\r\x12\x13\n\x0bimage_width\x18\r \x01(\r\x12\x18\n\x10side_information\x18\x0e \x01(\x0c\x12\x12\n\ntarget_cbr\x18\x0f \x01(\x01\x12\x14\n\x0c\x61\x63hieved_cbr\x18\x10 \x01(\x01\x12\x39\n\nlatency_ms\x18\x11 \x03(\x0b\x32%.semcom.v1.SymbolFrame.LatencyMsEntry\x12\x18\n\x10\x64\x65\x61\x64line_unix_ms\x18\x12 \x01(\x01\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x0c\x43hannelState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\x12\x16\n\x0enoise_variance\x18\x03 \x01(\x01\x12\x19\n\x11\x63oherence_symbols\x18\x04 \x01(\r\x12\x13\n\x0b\x62lock_gains\x18\x05 \x01(\x0c\x12\x12\n\nnum_blocks\x18\x06 \x01(\r\"^\n\rReceivedFrame\x12%\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x16.semcom.v1.SymbolFrame\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.semcom.v1.ChannelState\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"+\n\x07Quality\x12\x0f\n\x07psnr_db\x18\x01 \x01(\x01\x12\x0f\n\x07ms_ssim\x18\x02 \x01(\x01\"\xcc\x03\n\x0bImageResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12!\n\x06status\x18\x03 \x01(\x0b\x32\x11.semcom.v1.Status\x12\r\n\x05image\x18\x04 \x01(\x0c\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\x12\n\ntarget_cbr\x18\x07 \x01(\x01\x12\x14\n\x0c\x61\x63hieved_cbr\x18\x08 \x01(\x01\x12\x13\n\x0bnum_symbols\x18\t \x01(\x04\x12\x1e\n\x16side_information_bytes\x18\n \x01(\x04\x12\x0c\n\x04mode\x18\x0b \x01(\t\x12\x0b\n\x03nfe\x18\x0c \x01(\r\x12\'\n\x07\x63hannel\x18\r \x01(\x0b\x32\x16.semcom.v1.ChannelSpec\x12#\n\x07quality\x18\x0e \x01(\x0b\x32\x12.semcom.v1.Quality\x12\x39\n\nlatency_ms\x18\x0f \x03(\x0b\x32%.semcom.v1.ImageResult.LatencyMsEntry\x12\x12\n\nbatch_size\x18\x10 \x01(\r\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x8e\x01\n\x0bTransmitter\x12?\n\x08Transmit\x12\x17.semcom.v1.ImageRequest\x1a\x16.semcom.v1.ImageResult(\x01\x30\x01\x12>\n\x0bTransmitOne\x12\x17.semcom.v1.ImageRequest\x1a\x16.semcom.v1.ImageResult2R\n\x0f\x43hannelEmulator\x12?\n\tPropagate\x12\x16.semcom.v1.SymbolFrame\x1a\x16.semcom.v1.ImageResult(\x01\x30\x01\x32K\n\x08Receiver\x12?\n\x07Receive\x12\x18.semcom.v1.ReceivedFrame\x1a\x16.semcom.v1.ImageResult(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,27 +38,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANNELSPEC']._serialized_start=38
   _globals['_CHANNELSPEC']._serialized_end=196
   _globals['_IMAGEREQUEST']._serialized_start=199
-  _globals['_IMAGEREQUEST']._serialized_end=340
-  _globals['_SYMBOLFRAME']._serialized_start=343
-  _globals['_SYMBOLFRAME']._serialized_end=806
-  _globals['_SYMBOLFRAME_LATENCYMSENTRY']._serialized_start=758
-  _globals['_SYMBOLFRAME_LATENCYMSENTRY']._serialized_end=806
-  _globals['_CHANNELSTATE']._serialized_start=809
-  _globals['_CHANNELSTATE']._serialized_end=945
-  _globals['_RECEIVEDFRAME']._serialized_start=947
-  _globals['_RECEIVEDFRAME']._serialized_end=1041
-  _globals['_STATUS']._serialized_start=1043
-  _globals['_STATUS']._serialized_end=1082
-  _globals['_QUALITY']._serialized_start=1084
-  _globals['_QUALITY']._serialized_end=1127
-  _globals['_IMAGERESULT']._serialized_start=1130
-  _globals['_IMAGERESULT']._serialized_end=1570
-  _globals['_IMAGERESULT_LATENCYMSENTRY']._serialized_start=758
-  _globals['_IMAGERESULT_LATENCYMSENTRY']._serialized_end=806
-  _globals['_TRANSMITTER']._serialized_start=1573
-  _globals['_TRANSMITTER']._serialized_end=1715
-  _globals['_CHANNELEMULATOR']._serialized_start=1717
-  _globals['_CHANNELEMULATOR']._serialized_end=1799
-  _globals['_RECEIVER']._serialized_start=1801
-  _globals['_RECEIVER']._serialized_end=1876
+  _globals['_IMAGEREQUEST']._serialized_end=361
+  _globals['_SYMBOLFRAME']._serialized_start=364
+  _globals['_SYMBOLFRAME']._serialized_end=853
+  _globals['_SYMBOLFRAME_LATENCYMSENTRY']._serialized_start=805
+  _globals['_SYMBOLFRAME_LATENCYMSENTRY']._serialized_end=853
+  _globals['_CHANNELSTATE']._serialized_start=856
+  _globals['_CHANNELSTATE']._serialized_end=992
+  _globals['_RECEIVEDFRAME']._serialized_start=994
+  _globals['_RECEIVEDFRAME']._serialized_end=1088
+  _globals['_STATUS']._serialized_start=1090
+  _globals['_STATUS']._serialized_end=1129
+  _globals['_QUALITY']._serialized_start=1131
+  _globals['_QUALITY']._serialized_end=1174
+  _globals['_IMAGERESULT']._serialized_start=1177
+  _globals['_IMAGERESULT']._serialized_end=1637
+  _globals['_IMAGERESULT_LATENCYMSENTRY']._serialized_start=805
+  _globals['_IMAGERESULT_LATENCYMSENTRY']._serialized_end=853
+  _globals['_TRANSMITTER']._serialized_start=1640
+  _globals['_TRANSMITTER']._serialized_end=1782
+  _globals['_CHANNELEMULATOR']._serialized_start=1784
+  _globals['_CHANNELEMULATOR']._serialized_end=1866
+  _globals['_RECEIVER']._serialized_start=1868
+  _globals['_RECEIVER']._serialized_end=1943
 # @@protoc_insertion_point(module_scope)

@@ -25,23 +25,25 @@ class ChannelSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class ImageRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode")
+    __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode", "deadline_ms")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     TARGET_CBR_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     image: bytes
     channel: ChannelSpec
     target_cbr: float
     mode: str
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ...) -> None: ...
+    deadline_ms: float
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ..., deadline_ms: _Optional[float] = ...) -> None: ...
 
 class SymbolFrame(_message.Message):
-    __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "side_information", "target_cbr", "achieved_cbr", "latency_ms")
+    __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "side_information", "target_cbr", "achieved_cbr", "latency_ms", "deadline_unix_ms")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +68,7 @@ class SymbolFrame(_message.Message):
     TARGET_CBR_FIELD_NUMBER: _ClassVar[int]
     ACHIEVED_CBR_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     channel: ChannelSpec
@@ -83,7 +86,8 @@ class SymbolFrame(_message.Message):
     target_cbr: float
     achieved_cbr: float
     latency_ms: _containers.ScalarMap[str, float]
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., side_information: _Optional[bytes] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    deadline_unix_ms: float
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., side_information: _Optional[bytes] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., deadline_unix_ms: _Optional[float] = ...) -> None: ...
 
 class ChannelState(_message.Message):
     __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks")
@@ -126,7 +130,7 @@ class Quality(_message.Message):
     def __init__(self, psnr_db: _Optional[float] = ..., ms_ssim: _Optional[float] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("request_id", "user_id", "status", "image", "width", "height", "target_cbr", "achieved_cbr", "num_symbols", "side_information_bytes", "mode", "nfe", "channel", "quality", "latency_ms")
+    __slots__ = ("request_id", "user_id", "status", "image", "width", "height", "target_cbr", "achieved_cbr", "num_symbols", "side_information_bytes", "mode", "nfe", "channel", "quality", "latency_ms", "batch_size")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +153,7 @@ class ImageResult(_message.Message):
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     status: Status
@@ -164,4 +169,5 @@ class ImageResult(_message.Message):
     channel: ChannelSpec
     quality: Quality
     latency_ms: _containers.ScalarMap[str, float]
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., batch_size: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,264 @@
+"""Nt x Nr block-fading Rayleigh MIMO channel with SVD precoding or open-loop detection.
+
+Transmit side (:func:`mimo_channel`, run by the channel emulator) and receive side
+(:func:`mimo_receive`, run by the receiver) are separate pure functions; the first returns
+the received signal and the channel state the receiver needs (:class:`MimoState`).
+
+Layout: the (B, n) symbol stream is laid onto ``Ns`` spatial streams, symbol ``k`` in
+channel use ``k // Ns`` on stream ``k % Ns``; the tail of the last channel use is
+zero-padded, so an image spends ``ceil(n / Ns)`` channel uses instead of SISO's ``n``.
+One ``H`` (Nr x Nt, i.i.d. CN(0, 1) entries) holds for ``coherence_uses`` consecutive
+channel uses (the last block may be shorter); batch rows are independent links.
+
+Schemes (:data:`MIMO_SCHEMES`):
+
+* ``svd``: CSI at the transmitter (paper 001 eq. 23-28). Per block ``H = U Σ V^H``
+  (reduced SVD, ``Ns = min(Nt, Nr)`` streams), the transmitter sends ``x = V s`` and the
+  receiver combines ``r = U^H y = Σ s + U^H n``: decoupled sub-channels
+  ``r_i = σ_i s_i + n_i`` with SNR ``σ_i^2 / N0`` (noise ``σ/σ_i`` in the diffusion view of
+  eq. 29). A scalar equalizer of :mod:`.equalizers` then runs per sub-channel. ``V`` is fed
+  back from the receiver once per coherence block; the emulator applies it unquantized and
+  :func:`feedback_cost` states what that feedback costs.
+* ``open_loop``: no precoding, ``Ns = Nt`` streams, one per transmit antenna; the receiver
+  applies ``W = (H^H H + N0 I)^-1 H^H`` (LMMSE, paper 003 eq. 17) or ``(H^H H)^-1 H^H``
+  (ZF, needs Nr >= Nt). Per stream the output is ``x_hat_i = g_i s_i + w_i`` with gain
+  ``g_i = (W H)_ii`` and noise-plus-interference variance
+  ``sum_{j != i} |(W H)_ij|^2 + N0 ||W_i||^2``. (Zero-padded tail symbols carry no energy,
+  so the interference figure is an upper bound in the last channel use only.)
+
+SNR convention, the SISO one of :mod:`.models` per data symbol: ``snr_db`` is Es/N0 per
+complex data symbol, every data symbol is sent with unit energy (``E|s_i|^2 = 1``) and
+every receive antenna adds ``CN(0, N0)`` noise, ``N0 = 10 ** (-snr_db / 10)``. A channel
+use then carries ``Ns`` symbols and total transmit energy ``Ns`` summed over the antennas
+(``||V s||^2 = ||s||^2``), every receive antenna sees mean signal energy ``Nt`` per
+channel use, and an image costs the same energy ``n * Es`` over any antenna configuration
+as over SISO. (For total transmit energy 1 per channel use, pass ``snr_db - 10 log10(Ns)``.)
+
+1 x 1 ``open_loop`` is the SISO Rayleigh channel of :func:`.models.apply_channel` with
+``coherence_symbols = coherence_uses``: same seed, same draws (noise first, then H).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .equalizers import EQUALIZERS, EqualizedSymbols
+from .models import complex_normal, noise_variance
+
+MIMO_SCHEMES = ("svd", "open_loop")
+
+
+@dataclass(frozen=True)
+class MimoSpec:
+    """What a user asks the MIMO channel emulator for.
+
+    Attributes:
+        n_tx: transmit antennas Nt.
+        n_rx: receive antennas Nr.
+        snr_db: Es/N0 per complex data symbol, dB (module docstring).
+        scheme: one of :data:`MIMO_SCHEMES`.
+        coherence_uses: block-fading length in channel uses: one H per block.
+        seed: seed of the channel's random draws; ``None`` draws fresh randomness.
+    """
+
+    n_tx: int = 2
+    n_rx: int = 2
+    snr_db: float = 10.0
+    scheme: str = "svd"
+    coherence_uses: int = 64
+    seed: int | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a message a user can act on."""
+        if self.scheme not in MIMO_SCHEMES:
+            raise ValueError(f"unknown MIMO scheme {self.scheme!r}; choose one of {', '.join(MIMO_SCHEMES)}")
+        if self.n_tx < 1 or self.n_rx < 1:
+            raise ValueError(f"antenna counts must be >= 1, got n_tx={self.n_tx}, n_rx={self.n_rx}")
+        if not math.isfinite(self.snr_db):
+            raise ValueError(f"snr_db must be a finite number of dB, got {self.snr_db}")
+        if self.coherence_uses < 1:
+            raise ValueError(f"coherence_uses must be >= 1, got {self.coherence_uses}")
+
+    @property
+    def n_streams(self) -> int:
+        """Spatial streams Ns: ``min(Nt, Nr)`` for ``svd``, ``Nt`` for ``open_loop``."""
+        return min(self.n_tx, self.n_rx) if self.scheme == "svd" else self.n_tx
+
+
+@dataclass(frozen=True)
+class MimoLayout:
+    """How ``n_symbols`` data symbols occupy the channel under a :class:`MimoSpec`.
+
+    Attributes:
+        n_symbols: data symbols per image.
+        n_streams: spatial streams Ns.
+        channel_uses: ``ceil(n_symbols / Ns)``, channel uses spent per image.
+        coherence_uses: channel uses per block, ``min(spec.coherence_uses, channel_uses)``.
+        n_blocks: coherence blocks per image (one H each).
+    """
+
+    n_symbols: int
+    n_streams: int
+    channel_uses: int
+    coherence_uses: int
+    n_blocks: int
+
+
+def mimo_layout(spec: MimoSpec, n_symbols: int) -> MimoLayout:
+    """Channel uses and coherence blocks of an image of ``n_symbols`` complex symbols."""
+    streams = spec.n_streams
+    uses = -(-n_symbols // streams)
+    coherence = min(spec.coherence_uses, uses)
+    return MimoLayout(n_symbols, streams, uses, coherence, -(-uses // coherence))
+
+
+@dataclass(frozen=True)
+class FeedbackCost:
+    """CSI feedback the ``svd`` scheme needs per image (zero for ``open_loop``).
+
+    Attributes:
+        n_blocks: coherence blocks per image; V is fed back once per block.
+        complex_per_block: complex entries of V (Nt x Ns) fed back per block.
+        bits_per_real: quantization of each real and imaginary part, bits.
+    """
+
+    n_blocks: int
+    complex_per_block: int
+    bits_per_real: int
+
+    @property
+    def bits_per_block(self) -> int:
+        """Feedback bits per coherence block."""
+        return 2 * self.bits_per_real * self.complex_per_block
+
+    @property
+    def total_bits(self) -> int:
+        """Feedback bits per image."""
+        return self.n_blocks * self.bits_per_block
+
+
+def feedback_cost(spec: MimoSpec, n_symbols: int, bits_per_real: int = 32) -> FeedbackCost:
+    """Feedback of V per image of ``n_symbols`` symbols.
+
+    Every entry of the Nt x Ns matrix V is fed back, real and imaginary parts at
+    ``bits_per_real`` bits each; the default 32 is the float32 V the emulator applies.
+    """
+    layout = mimo_layout(spec, n_symbols)
+    entries = spec.n_tx * layout.n_streams if spec.scheme == "svd" else 0
+    return FeedbackCost(layout.n_blocks, entries, bits_per_real)
+
+
+@dataclass
+class MimoState:
+    """Channel state the receiver is given (perfect CSI).
+
+    Attributes:
+        scheme: the :data:`MIMO_SCHEMES` entry used at the transmitter.
+        channel: (B, n_blocks, Nr, Nt) complex64 H of every coherence block; the
+            ``open_loop`` receiver uses it.
+        combiner: (B, n_blocks, Nr, Ns) complex64 U of every block (``svd``; else ``None``),
+            passed rather than recomputed so that it matches the V applied at the transmitter.
+        singular_values: (B, n_blocks, Ns) float32 σ_i in descending order (``svd``; else ``None``).
+        coherence_uses: channel uses per block (the last block may be shorter).
+        noise_variance: N0, complex noise variance per receive antenna and channel use.
+    """
+
+    scheme: str
+    channel: torch.Tensor
+    combiner: torch.Tensor | None
+    singular_values: torch.Tensor | None
+    coherence_uses: int
+    noise_variance: float
+
+
+@dataclass
+class MimoChannelOutput:
+    """What the channel emulator hands to the receiver.
+
+    Attributes:
+        received: (B, channel_uses, Nr) complex64 received signal, ``y_t = H x_t + n_t``.
+        state: the receiver's channel state.
+        n_symbols: data symbols per image, n.
+    """
+
+    received: torch.Tensor
+    state: MimoState
+    n_symbols: int
+
+    @property
+    def channel_uses(self) -> int:
+        """Channel uses spent per image, ``ceil(n / Ns)``."""
+        return self.received.shape[1]
+
+
+def mimo_channel(symbols: torch.Tensor, spec: MimoSpec, generator: torch.Generator | None = None) -> MimoChannelOutput:
+    """Send (B, n) complex symbols of unit mean energy over the MIMO channel of ``spec``.
+
+    Draws the (B, channel_uses, Nr) noise, then H per block; for ``svd`` precodes every
+    block with its V. Differentiable in ``symbols``.
+    """
+    batch, n = symbols.shape
+    layout = mimo_layout(spec, n)
+    blocks, coherence, streams = layout.n_blocks, layout.coherence_uses, layout.n_streams
+    n0 = noise_variance(spec.snr_db)
+    noise = complex_normal((batch, layout.channel_uses, spec.n_rx), n0, generator, symbols.device)
+    h = complex_normal((batch, blocks, spec.n_rx, spec.n_tx), 1.0, generator, symbols.device)
+    s = F.pad(symbols, (0, blocks * coherence * streams - n)).reshape(batch, blocks, coherence, streams)
+    if spec.scheme == "svd":
+        u, sigma, vh = torch.linalg.svd(h, full_matrices=False)
+        x = s @ vh.conj()  # row form of x_t = V s_t
+    else:
+        u = sigma = None
+        x = s
+    y = (x @ h.transpose(-1, -2)).reshape(batch, blocks * coherence, spec.n_rx)
+    state = MimoState(spec.scheme, h, u, sigma, coherence, n0)
+    return MimoChannelOutput(y[:, : layout.channel_uses] + noise, state, n)
+
+
+def mimo_receive(output: MimoChannelOutput, equalizer: str = "mmse") -> EqualizedSymbols:
+    """Recover the (B, n) symbol stream, in its original order, from ``output``.
+
+    ``equalizer`` is ``mmse`` or ``zf``: for ``svd`` the scalar equalizer applied to each
+    combined sub-channel ``r_i = σ_i s_i + n_i``; for ``open_loop`` the LMMSE or ZF matrix.
+    Returns per-symbol estimates, real gains and noise(-plus-interference) variances.
+    """
+    if equalizer not in EQUALIZERS:
+        raise ValueError(f"unknown equalizer {equalizer!r}; choose one of {', '.join(EQUALIZERS)}")
+    state, n = output.state, output.n_symbols
+    batch, uses, n_rx = output.received.shape
+    blocks, coherence = state.channel.shape[1], state.coherence_uses
+    y = F.pad(output.received, (0, 0, 0, blocks * coherence - uses)).reshape(batch, blocks, coherence, n_rx)
+    n0 = state.noise_variance
+    if state.scheme == "svd":
+        r = y @ state.combiner.conj()  # row form of r_t = U^H y_t
+        gains = state.singular_values[:, :, None, :].expand_as(r).to(r.dtype)
+        eq = EQUALIZERS[equalizer](r, gains, n0)
+        symbols, gain, var = eq.symbols, eq.effective_gain, eq.effective_noise_variance
+    else:
+        symbols, gain, var = _linear_detect(y, state.channel, n0 if equalizer == "mmse" else 0.0, n0)
+        gain, var = (t[:, :, None, :].expand(symbols.shape) for t in (gain, var))
+    return EqualizedSymbols(*(t.reshape(batch, -1)[:, :n] for t in (symbols, gain, var)))
+
+
+def _linear_detect(y: torch.Tensor, h: torch.Tensor, regularization: float, n0: float):
+    """``W = (H^H H + regularization I)^-1 H^H`` applied to (B, n_blocks, C, Nr) ``y``.
+
+    Returns (B, n_blocks, C, Nt) estimates and (B, n_blocks, Nt) gains ``(W H)_ii`` and
+    noise-plus-interference variances.
+    """
+    n_tx = h.shape[-1]
+    if regularization == 0.0 and h.shape[-2] < n_tx:
+        raise ValueError(f"zero-forcing needs n_rx >= n_tx, got {h.shape[-2]} x {n_tx}")
+    hh = h.conj().transpose(-1, -2)
+    eye = torch.eye(n_tx, dtype=h.dtype, device=h.device)
+    w = torch.linalg.solve(hh @ h + regularization * eye, hh)  # (B, n_blocks, Nt, Nr)
+    g = w @ h
+    power = g.real**2 + g.imag**2
+    gain_power = torch.diagonal(power, dim1=-2, dim2=-1)
+    interference = power.sum(-1) - gain_power
+    noise = n0 * (w.real**2 + w.imag**2).sum(-1)
+    return y @ w.transpose(-1, -2), torch.diagonal(g, dim1=-2, dim2=-1).real, noise

@@ -1,0 +1,144 @@
+"""The MU-GSC receiver scheduler: fairness, batching, limits, deadlines, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from receiver.scheduler import FairBatchQueue, Job
+from receiver.server import ReceiverService
+from semcom_cli.client import SendOptions
+from shared.api.semcom.v1 import semcom_pb2 as pb
+from shared.config import load_config
+from shared.models.io import load_deepjscc
+from shared.rpc import status_code
+
+from .conftest import Chain
+from .test_services import image_bytes, send
+
+
+def drain(queue: FairBatchQueue) -> list[list[Job]]:
+    async def run():
+        batches = []
+        while len(queue):
+            batches.append(await queue.get_batch())
+        return batches
+
+    return asyncio.run(run())
+
+
+def test_round_robin_keeps_a_flooding_user_from_starving_others():
+    queue = FairBatchQueue(capacity=100, max_batch=1, max_wait_s=0)
+    for i in range(10):
+        queue.put(Job("flood", "k", f"flood-{i}"))
+    queue.put(Job("quiet", "k", "quiet-0"))
+    queue.put(Job("quiet", "k", "quiet-1"))
+    order = [batch[0].payload for batch in drain(queue)]
+    assert order[:4] == ["flood-0", "quiet-0", "flood-1", "quiet-1"]
+    assert order[4:] == [f"flood-{i}" for i in range(2, 10)]
+
+
+def test_fifo_mode_serves_in_arrival_order():
+    queue = FairBatchQueue(capacity=100, max_batch=1, max_wait_s=0, fair=False)
+    for i in range(5):
+        queue.put(Job("flood", "k", f"flood-{i}"))
+    queue.put(Job("quiet", "k", "quiet-0"))
+    assert [b[0].payload for b in drain(queue)] == [f"flood-{i}" for i in range(5)] + ["quiet-0"]
+
+
+def test_batches_group_compatible_jobs_one_per_user_per_round():
+    queue = FairBatchQueue(capacity=100, max_batch=3, max_wait_s=0)
+    for user, key in [("a", "big"), ("a", "big"), ("b", "small"), ("c", "big"), ("d", "big")]:
+        queue.put(Job(user, key, f"{user}-{key}"))
+    batches = [[job.payload for job in batch] for batch in drain(queue)]
+    assert batches[0] == ["a-big", "c-big", "d-big"]  # b's job has another key
+    assert batches[1] == ["b-small"]
+    assert batches[2] == ["a-big"]
+
+
+def test_worker_waits_up_to_max_wait_to_fill_a_batch():
+    async def run():
+        queue = FairBatchQueue(capacity=10, max_batch=4, max_wait_s=0.2)
+        queue.put(Job("a", "k", 1))
+        asyncio.get_running_loop().call_later(0.05, queue.put, Job("b", "k", 2))
+        asyncio.get_running_loop().call_later(0.05, queue.put, Job("c", "other", 3))
+        start = time.perf_counter()
+        batch = await queue.get_batch()
+        return [j.payload for j in batch], time.perf_counter() - start, len(queue)
+
+    payloads, waited, left = asyncio.run(run())
+    assert payloads == [1, 2] and left == 1
+    assert 0.15 < waited < 1.0  # waited for more until max_wait, not forever
+
+
+def test_capacity_and_removal():
+    queue = FairBatchQueue(capacity=3, max_batch=8, max_wait_s=0)
+    for i in range(3):
+        queue.put(Job("u", "k", i))
+    with pytest.raises(asyncio.QueueFull):
+        queue.put(Job("v", "k", 9))
+    removed = queue.remove(lambda job: job.payload != 1)
+    assert [j.payload for j in removed] == [0, 2] and len(queue) == 1
+    queue.put(Job("v", "k", 9))
+    assert [[j.payload for j in b] for b in drain(queue)] == [[1, 9]]
+    with pytest.raises(ValueError):
+        FairBatchQueue(capacity=0, max_batch=1, max_wait_s=0)
+
+
+class RecordingSession:
+    """Stands in for a StreamSession: records answers."""
+
+    closed = False
+
+    def __init__(self):
+        self.answers = []
+
+    def answer(self, result):
+        self.answers.append(result)
+
+
+def test_full_queue_answers_resource_exhausted_at_once(tiny_weights):
+    config = load_config(weights=str(tiny_weights), device="cpu", receiver_queue_size=2, receiver_workers=1)
+
+    async def run():
+        service = ReceiverService(config, load_deepjscc(config.weights))
+        await service.close()  # no worker takes jobs: the queue only fills
+        for i in range(2):
+            service.pool.queue.put(Job("u", "k", i))
+        session = RecordingSession()
+        frame = pb.ReceivedFrame(frame=pb.SymbolFrame(
+            request_id="late", user_id="u", symbols=bytes(8 * 16), num_symbols=16, token_lengths=[16],
+            grid_height=1, grid_width=1, image_height=16, image_width=16))
+        await service._handle(frame, session)
+        return session.answers
+
+    answers = asyncio.run(run())
+    assert len(answers) == 1 and status_code(answers[0]) is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "queue is full" in answers[0].status.message
+
+
+@pytest.fixture(scope="module")
+def batching_chain(tiny_weights):
+    config = load_config(weights=str(tiny_weights), bind_host="127.0.0.1", device="cpu",
+                         receiver_max_batch=8, receiver_max_wait_ms=200.0, receiver_workers=1)
+    running = Chain(config).start()
+    yield running
+    running.stop()
+
+
+def test_receiver_batches_concurrent_requests_and_honours_deadlines(batching_chain):
+    image = image_bytes(64, 64)
+    requests = [SendOptions(seed=i, user_id=f"user{i % 3}").request(str(i), image) for i in range(8)]
+    expired = SendOptions(seed=9).request("expired", image)
+    expired.deadline_ms = 0.001
+    bad_deadline = SendOptions().request("bad-deadline", image)
+    bad_deadline.deadline_ms = float("nan")
+    results = send(batching_chain.target, [*requests, expired, bad_deadline])
+    assert all(status_code(results[str(i)]) is grpc.StatusCode.OK for i in range(8))
+    assert max(results[str(i)].batch_size for i in range(8)) > 1
+    assert all("queue" in results[str(i)].latency_ms for i in range(8))
+    assert status_code(results["expired"]) is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert status_code(results["bad-deadline"]) is grpc.StatusCode.INVALID_ARGUMENT
