@@ -32,6 +32,7 @@ from shared.codec import parse_cbr
 from shared.config import REPO_ROOT, load_config
 from shared.messages import DECODER_MODES
 
+from . import bench
 from .client import SendOptions, check_health, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
 
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--startup-timeout", type=float, default=120.0)
     demo.add_argument("--verbose", action="store_true", help="show the services' logs")
     demo.set_defaults(func=run_demo)
+
+    bench.add_parser(sub)
 
     health = sub.add_parser("health", help="check a service's gRPC health (exit 0 when SERVING)")
     health.add_argument("--target", required=True, help="host:port of any semcom service")

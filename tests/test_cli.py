@@ -100,3 +100,19 @@ def test_up_runs_three_processes_and_stops_on_ctrl_c(tiny_weights, tmp_path):
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_bench_load_loses_nothing(tiny_weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEMCOM_WEIGHTS", str(tiny_weights))
+    monkeypatch.setenv("SEMCOM_DEVICE", "cpu")
+    (tmp_path / "src.png").write_bytes(image_bytes(96, 128))
+    out = tmp_path / "load.json"
+    code = main(["bench", "load", "--users", "1", "3", "--duration", "1.5", "--size", "64", "--image",
+                 str(tmp_path / "src.png"), "--out", str(out)])
+    assert code == 0
+    reports = json.loads(out.read_text())
+    assert [(r["scheduler"], r["users"]) for r in reports] == [("sequential", 1), ("sequential", 3), ("mugsc", 1), ("mugsc", 3)]
+    for report in reports:
+        assert report["sent"] == report["answered"] == report["statuses"]["OK"] > 0
+        assert report["throughput"] > 0 and report["p50_ms"] <= report["p99_ms"]
+    assert "MU-GSC / sequential throughput" in capsys.readouterr().out

@@ -34,9 +34,9 @@ def subcarrier_correlation(h: torch.Tensor, shift: int) -> float:
 
 @pytest.mark.parametrize("model", ["A", "D"])  # a NLoS and a LoS (Rician first tap) profile
 def test_average_power_is_one(model):
-    # 10000 independent links x 1008 resource elements (strongly correlated within a link):
-    # the std of the mean is ~1 %.
-    h = grid_gains(TDLConfig(model=model), 10000, seed=1)
+    # 20000 independent links x 72 subcarriers (one OFDM symbol each: the channel barely
+    # changes over a slot); the std of the mean is ~1 %.
+    h = grid_gains(TDLConfig(model=model, symbols_per_slot=1), 20000, seed=1)
     assert abs(h.abs().square().mean().item() - 1.0) < 0.05
 
 

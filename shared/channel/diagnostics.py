@@ -30,6 +30,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from scipy import integrate, special
 
@@ -73,8 +74,8 @@ def ber_awgn(modulation: str, snr_db: float) -> float:
 def ber_rayleigh(modulation: str, snr_db: float) -> float:
     """Closed-form uncoded BER over Rayleigh fading (E|h|^2 = 1, perfect CSI) at average Es/N0 = ``snr_db``."""
     g = 10.0 ** (snr_db / 10.0)
-    return sum(w * 0.5 * (1.0 - math.sqrt(c / (1.0 + c)))
-               for w, a in MODULATIONS[modulation].ber_terms for c in [a * a * g / 2.0])
+    faded_q = lambda c: 0.5 * (1.0 - math.sqrt(c / (1.0 + c)))  # E[Q(sqrt(2 c x))], x ~ Exp(1)  # noqa: E731
+    return sum(w * faded_q(a * a * g / 2.0) for w, a in MODULATIONS[modulation].ber_terms)
 
 
 def rician_power_pdf(x: float, k_factor: float) -> float:
@@ -112,7 +113,8 @@ def ber_theory(modulation: str, spec: ChannelSpec) -> float:
 def estimate_k_factor(power: torch.Tensor) -> float:
     """Rician K from samples of ``|h|^2`` by moments: with mean ``m`` and variance ``v``,
     the line-of-sight power is ``sqrt(m^2 - v)`` and the scattered power ``m - sqrt(m^2 - v)``.
-    Clamped to 0 when the sample variance exceeds ``m^2`` (Rayleigh-like samples)."""
+    Clamped to 0 when the sample variance exceeds ``m^2`` (Rayleigh-like samples); ``inf`` for
+    constant samples (no scattering)."""
     power = power.double()
     mean, var = power.mean().item(), power.var().item()
     los = math.sqrt(max(mean * mean - var, 0.0))
@@ -275,7 +277,7 @@ def plot_constellations(sim: Simulation, path: str | Path, max_points: int = 300
         for ax, points, label in ((axes[row, 0], sim.channel.received[row], "received y = h x + n"),
                                   (axes[row, 1], sim.equalized[row], "after zero-forcing y / h")):
             points = points[:max_points].numpy()
-            limit = max(1.5, 1.1 * float(torch.quantile(torch.from_numpy(abs(points)), 0.99)))
+            limit = max(1.5, 1.1 * float(np.quantile(np.abs(points), 0.99)))
             ax.scatter(points.real, points.imag, s=2, alpha=0.4)
             ax.scatter(ideal.real, ideal.imag, s=30, c="red", marker="x")
             ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", xlabel="in-phase",

@@ -261,4 +261,4 @@ def _linear_detect(y: torch.Tensor, h: torch.Tensor, regularization: float, n0: 
     gain_power = torch.diagonal(power, dim1=-2, dim2=-1)
     interference = power.sum(-1) - gain_power
     noise = n0 * (w.real**2 + w.imag**2).sum(-1)
-    return y @ w.transpose(-1, -2), torch.diagonal(g, dim1=-2, dim2=-1).real, noise
+    return y @ w.transpose(-1, -2), torch.diagonal(g, dim1=-2, dim2=-1).real, interference + noise
