@@ -7,38 +7,37 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-from shared.channel import apply_channel, make_generator
+from shared.channel import make_generator
+from shared.channel.link import transmit
+from shared.codec import achieved_cbr
 from shared.config import SemcomConfig
-from shared.messages import channel_spec
+from shared.messages import channel_spec, transmission_to_wire
 from shared.rpc import insecure_channel
 from shared.streaming import StreamSession
-from shared.symbols import pack_complex, unpack_complex
+from shared.symbols import unpack_complex
 from shared.telemetry import SYMBOLS, timed
 
 SERVICE = "channel_emulator"
 
 
 def propagate(frame: pb.SymbolFrame, config: SemcomConfig) -> pb.ReceivedFrame:
-    """Pass one frame's symbols through its channel; the result carries the channel state."""
+    """Pass one frame's symbols through its channel; the result carries the channel state.
+
+    The achieved CBR is updated to the channel uses actually spent (MIMO streams, pilots).
+    """
     spec = channel_spec(frame.channel, config)
     symbols = unpack_complex(frame.symbols, frame.num_symbols)
     latency: dict[str, float] = {}
     with timed(SERVICE, "channel", latency):
-        output = apply_channel(symbols[None], spec, make_generator(spec.seed))
+        transmission = transmit(symbols[None], spec, make_generator(spec.seed))
+        payload, state = transmission_to_wire(transmission)
+    state.kind, state.snr_db = spec.kind, spec.snr_db
     SYMBOLS.labels(SERVICE).inc(frame.num_symbols)
     received = pb.SymbolFrame()
     received.CopyFrom(frame)
-    received.symbols = pack_complex(output.received[0])
+    received.symbols = payload
+    received.achieved_cbr = achieved_cbr(transmission.channel_uses, (frame.image_height, frame.image_width))
     received.latency_ms.update(latency)
-    gains = output.block_gains
-    state = pb.ChannelState(
-        kind=spec.kind,
-        snr_db=spec.snr_db,
-        noise_variance=output.noise_variance,
-        coherence_symbols=output.coherence_symbols,
-        block_gains=b"" if gains is None else pack_complex(gains[0]),
-        num_blocks=0 if gains is None else gains.shape[1],
-    )
     return pb.ReceivedFrame(frame=received, state=state)
 
 

@@ -16,20 +16,20 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import grpc
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-from shared.channel import ChannelOutput
+from shared.channel import ChannelSpec
 from shared.codec import equalize_and_decode_batch
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
-from shared.messages import MODE_NFE, decoder_mode
+from shared.messages import MODE_NFE, channel_spec, decoder_mode, transmission_from_wire
 from shared.models import DeepJSCC
 from shared.rpc import code_for_exception, error_result
 from shared.streaming import StreamSession
-from shared.symbols import unpack_complex
 from shared.telemetry import (BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, USER_LATENCY,
                               WORKERS, timed, user_label)
 
@@ -55,24 +55,19 @@ def frame_geometry(model: DeepJSCC, frame: pb.SymbolFrame) -> int:
     return k
 
 
-def channel_output(received: pb.ReceivedFrame) -> ChannelOutput:
-    """The (1, n) received symbols and the channel state of a frame."""
-    frame, state = received.frame, received.state
-    symbols = unpack_complex(frame.symbols, frame.num_symbols)[None]
-    gains = unpack_complex(state.block_gains, state.num_blocks)[None] if state.num_blocks else None
-    return ChannelOutput(symbols, gains, state.coherence_symbols or frame.num_symbols, state.noise_variance)
-
-
-def reconstruct_batch(model: DeepJSCC, batch: list[pb.ReceivedFrame], k: int) -> list[pb.ImageResult]:
+def reconstruct_batch(model: DeepJSCC, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec], k: int) -> list[pb.ImageResult]:
     """Equalize and decode frames that share a grid and rate, in one decoder pass."""
     frames = [received.frame for received in batch]
     grid = (frames[0].grid_height, frames[0].grid_width)
     latency: dict[str, float] = {}
-    images = equalize_and_decode_batch(
-        model, [channel_output(received) for received in batch], [received.state.snr_db for received in batch],
-        k, grid, [(f.image_height, f.image_width) for f in frames], stage_timer=lambda stage: timed(SERVICE, stage, latency))
+    transmissions = [transmission_from_wire(r.frame.symbols, r.frame.num_symbols, r.state, spec)
+                     for r, spec in zip(batch, specs)]
+    images = equalize_and_decode_batch(model, transmissions, specs, k, grid,
+                                       [(f.image_height, f.image_width) for f in frames],
+                                       stage_timer=lambda stage: timed(SERVICE, stage, latency))
     results = []
-    for frame, image in zip(frames, images):
+    for received, image in zip(batch, images):
+        frame = received.frame
         stage_latency = {**frame.latency_ms, **latency}
         with timed(SERVICE, "reconstruct", stage_latency):
             png = encode_png(image)
@@ -93,8 +88,19 @@ def reconstruct_batch(model: DeepJSCC, batch: list[pb.ReceivedFrame], k: int) ->
             channel=frame.channel,
             latency_ms=stage_latency,
             batch_size=len(batch),
+            channel_uses=received.state.channel_uses,
+            feedback_bits=received.state.feedback_bits,
         ))
     return results
+
+
+@dataclass
+class Pending:
+    """A queued frame, the stream that waits for it and its validated channel spec."""
+
+    received: pb.ReceivedFrame
+    session: StreamSession
+    spec: ChannelSpec
 
 
 class DecodeWorkerPool:
@@ -102,6 +108,7 @@ class DecodeWorkerPool:
 
     def __init__(self, model: DeepJSCC, config: SemcomConfig):
         self.model = model
+        self.config = config
         if config.receiver_scheduler not in ("fair", "fifo"):
             raise ValueError(f"SEMCOM_RECEIVER_SCHEDULER must be 'fair' or 'fifo', got {config.receiver_scheduler!r}")
         self.queue = FairBatchQueue(config.receiver_queue_size, config.receiver_max_batch,
@@ -115,15 +122,16 @@ class DecodeWorkerPool:
         frame = received.frame
         mode = decoder_mode(frame.mode)
         k = frame_geometry(self.model, frame)
+        spec = channel_spec(frame.channel, self.config)
         frame.mode = mode
         deadline = frame.deadline_unix_ms / 1000.0 if frame.deadline_unix_ms else None
         key = (mode, frame.grid_height, frame.grid_width, k)
-        self.queue.put(Job(frame.user_id, key, (received, session), deadline, time.perf_counter()))
+        self.queue.put(Job(frame.user_id, key, Pending(received, session, spec), deadline, time.perf_counter()))
         QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
 
     def drop_stream(self, session: StreamSession) -> None:
         """Forget the queued jobs of a cancelled stream."""
-        dropped = self.queue.remove(lambda job: job.payload[1] is session)
+        dropped = self.queue.remove(lambda job: job.payload.session is session)
         if dropped:
             DROPS.labels(SERVICE, "cancelled").inc(len(dropped))
             QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
@@ -133,7 +141,7 @@ class DecodeWorkerPool:
         now = time.time()
         runnable = []
         for job in batch:
-            received, session = job.payload
+            received, session = job.payload.received, job.payload.session
             if session.closed:
                 DROPS.labels(SERVICE, "cancelled").inc()
             elif job.deadline is not None and now > job.deadline:
@@ -157,9 +165,11 @@ class DecodeWorkerPool:
                 STAGE_LATENCY.labels(SERVICE, "queue").observe(started - job.enqueued)
             BATCH_SIZE.labels(SERVICE).observe(len(batch))
             BUSY_WORKERS.labels(SERVICE).inc()
-            frames = [job.payload[0] for job in batch]
+            frames = [job.payload.received for job in batch]
+            specs = [job.payload.spec for job in batch]
             try:
-                results = await loop.run_in_executor(self.executor, reconstruct_batch, self.model, frames, batch[0].key[3])
+                results = await loop.run_in_executor(self.executor, reconstruct_batch, self.model, frames, specs,
+                                                     batch[0].key[3])
             except Exception as exc:
                 code = code_for_exception(exc)
                 log.exception("decoding a batch of %d failed", len(batch))
@@ -170,7 +180,7 @@ class DecodeWorkerPool:
             for job, result in zip(batch, results):
                 result.latency_ms["queue"] = 1000.0 * (started - job.enqueued)
                 USER_LATENCY.labels(user_label(job.user_id)).observe(done - job.enqueued)
-                job.payload[1].answer(result)
+                job.payload.session.answer(result)
 
     async def close(self) -> None:
         for worker in self.workers:

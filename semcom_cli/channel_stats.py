@@ -13,9 +13,12 @@ import math
 import sys
 from pathlib import Path
 
-from shared.channel import CHANNEL_KINDS, ChannelSpec
+from shared.channel import ChannelSpec
 
-MODULATION_NAMES = ("qpsk", "16qam")  # the keys of shared.channel.diagnostics.MODULATIONS (checked by tests)
+# The same as shared.channel.diagnostics.KINDS and MODULATIONS (checked by tests), spelled out
+# here so that registering the command does not import the diagnostics.
+KIND_NAMES = ("awgn", "rayleigh", "rician")
+MODULATION_NAMES = ("qpsk", "16qam")
 
 DESCRIPTION = """\
 Send random bits as Gray-labelled unit-energy QPSK / 16-QAM through the channel model the
@@ -46,18 +49,23 @@ def _count(text: str) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``channel-stats`` on an ``add_subparsers()`` object; returns its parser."""
-    parser = subparsers.add_parser("channel-stats", help="uncoded BER and fading statistics of a channel vs theory",
+    parser = subparsers.add_parser("channel-stats", help="uncoded BER and fading statistics of a channel beside theory",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--channel", default="awgn", choices=CHANNEL_KINDS, help="channel kind (default awgn)")
-    parser.add_argument("--snr", type=_finite, required=True, help="Es/N0 per complex symbol in dB")
-    parser.add_argument("--k-factor", type=_finite, default=0.0, help="Rician K (linear), rician only (default 0)")
-    parser.add_argument("--coherence", type=int, default=64,
+    parser.add_argument("--channel", required=True, choices=KIND_NAMES, metavar="KIND",
+                        help=f"channel kind: {', '.join(KIND_NAMES)}")
+    parser.add_argument("--snr", type=_finite, required=True, metavar="DB", help="Es/N0 per complex symbol in dB")
+    parser.add_argument("--k-factor", type=_finite, default=0.0, metavar="K",
+                        help="Rician K (linear), rician only (default 0)")
+    parser.add_argument("--coherence", type=int, default=64, metavar="N",
                         help="block-fading length in symbols; 1 is fast fading (default 64)")
-    parser.add_argument("--symbols", type=_count, default=1_000_000, help="symbols per modulation (default 1e6)")
+    parser.add_argument("--symbols", type=_count, default=1_000_000, metavar="N",
+                        help="symbols per modulation (default 1e6)")
     parser.add_argument("--modulation", nargs="+", choices=MODULATION_NAMES, default=list(MODULATION_NAMES),
                         help="modulations to send (default both)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bits and channel draws (default 0)")
-    parser.add_argument("--plot", type=Path, help="constellation PNG (default channel_stats_<kind>_<snr>dB.png)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the bits and channel draws (default 0)")
+    parser.add_argument("--plot", type=Path, metavar="PATH",
+                        help="constellation PNG (default channel_stats_<kind>_<snr>dB.png)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run_channel_stats)
     return parser
@@ -69,7 +77,7 @@ def format_stats(stats) -> str:
     if stats.k_factor is not None:
         setting += f", K {stats.k_factor:g}"
     if stats.coherence_symbols is not None:
-        setting += f", coherence {stats.coherence_symbols} symbols"
+        setting += f", coherence {stats.coherence_symbols} symbols ({stats.fading_draws:,} independent gains)"
     lines = [f"{setting}; {stats.symbols:,} symbols per modulation, seed {stats.seed}",
              f"{'':<26} {'measured':>10} {'theory':>10}",
              f"{'realized SNR (dB)':<26} {stats.realized_snr_db.measured:>10.3f} {stats.realized_snr_db.theory:>10.3f}"]

@@ -30,10 +30,22 @@ class SendOptions:
     coherence_symbols: int = 0
     seed: int | None = None
     user_id: str = "cli"
+    # Zero/empty fields take the service's defaults (see the ChannelSpec message).
+    tx_antennas: int = 0
+    rx_antennas: int = 0
+    mimo_scheme: str = ""
+    csi: str = ""
+    pilots: int = 0
+    tdl_model: str = ""
+    delay_spread_ns: float = 0.0
+    speed_mps: float = 0.0
 
     def request(self, request_id: str, image: bytes) -> pb.ImageRequest:
         spec = pb.ChannelSpec(kind=self.channel, snr_db=self.snr_db, k_factor=self.k_factor,
-                              coherence_symbols=self.coherence_symbols)
+                              coherence_symbols=self.coherence_symbols, tx_antennas=self.tx_antennas,
+                              rx_antennas=self.rx_antennas, mimo_scheme=self.mimo_scheme, csi=self.csi,
+                              pilots=self.pilots, tdl_model=self.tdl_model, delay_spread_ns=self.delay_spread_ns,
+                              speed_mps=self.speed_mps)
         if self.seed is not None:
             spec.seed = self.seed
         return pb.ImageRequest(request_id=request_id, user_id=self.user_id, image=image, channel=spec,

@@ -28,11 +28,14 @@ from tqdm import tqdm
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import CHANNEL_KINDS
+from shared.channel.mimo import MIMO_SCHEMES
+from shared.channel.models import CSI_MODES
+from shared.channel.tdl import TDL_MODELS
 from shared.codec import parse_cbr
 from shared.config import REPO_ROOT, load_config
 from shared.messages import DECODER_MODES
 
-from . import bench
+from . import bench, channel_stats
 from .client import SendOptions, check_health, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
 
@@ -129,7 +132,19 @@ def add_send_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cbr", type=_cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
     parser.add_argument("--mode", default="jscc", help=f"decoder mode; served: {', '.join(DECODER_MODES)}")
     parser.add_argument("--k-factor", type=float, default=0.0, help="Rician K (linear), rician only")
-    parser.add_argument("--coherence", type=int, default=0, help="block-fading length in symbols (0: default 64)")
+    parser.add_argument("--coherence", type=int, default=0,
+                        help="block-fading length in symbols, MIMO: channel uses (0: default 64)")
+    parser.add_argument("--antennas", type=int, nargs=2, default=(0, 0), metavar=("NT", "NR"),
+                        help="MIMO transmit and receive antennas (default 2 2)")
+    parser.add_argument("--mimo-scheme", default="", choices=MIMO_SCHEMES,
+                        help="svd: precoding with CSI at the transmitter (default); open_loop: LMMSE receiver")
+    parser.add_argument("--csi", default="", choices=CSI_MODES,
+                        help="receiver's channel knowledge for SISO kinds: perfect (default), or ls/lmmse "
+                             "estimates from pilots (paid in channel uses)")
+    parser.add_argument("--pilots", type=int, default=0, help="pilots per coherence block (default 4)")
+    parser.add_argument("--tdl-model", default="", choices=TDL_MODELS, help="3GPP TDL profile (default A)")
+    parser.add_argument("--delay-spread", type=float, default=0.0, help="TDL RMS delay spread in ns (default 300)")
+    parser.add_argument("--speed", type=float, default=0.0, help="TDL terminal speed in m/s (default 0: static)")
     parser.add_argument("--seed", type=int, help="seed of the channel draws (default: fresh randomness)")
     parser.add_argument("--user", default="cli", help="user id sent with each request")
     parser.add_argument("--target", help="transmitter address host:port (default from SEMCOM_HOST/SEMCOM_TRANSMITTER_PORT)")
@@ -138,7 +153,10 @@ def add_send_options(parser: argparse.ArgumentParser) -> None:
 
 def options_from(args, snr_db: float) -> SendOptions:
     return SendOptions(channel=args.channel, snr_db=snr_db, cbr=args.cbr, mode=args.mode, k_factor=args.k_factor,
-                       coherence_symbols=args.coherence, seed=args.seed, user_id=args.user)
+                       coherence_symbols=args.coherence, seed=args.seed, user_id=args.user,
+                       tx_antennas=args.antennas[0], rx_antennas=args.antennas[1], mimo_scheme=args.mimo_scheme,
+                       csi=args.csi, pilots=args.pilots, tdl_model=args.tdl_model,
+                       delay_spread_ns=args.delay_spread, speed_mps=args.speed)
 
 
 def run_send(args) -> int:
@@ -253,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=run_demo)
 
     bench.add_parser(sub)
+    channel_stats.add_parser(sub)
 
     health = sub.add_parser("health", help="check a service's gRPC health (exit 0 when SERVING)")
     health.add_argument("--target", required=True, help="host:port of any semcom service")

@@ -14,7 +14,8 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
-from .channel import ChannelOutput, mmse_equalize, per_symbol_gains
+from .channel import ChannelSpec
+from .channel.link import Transmission, receive
 from .models import DeepJSCC
 from .symbols import power_normalize
 
@@ -105,8 +106,8 @@ def decode_symbols(
 
 def equalize_and_decode_batch(
     model: DeepJSCC,
-    channels: list[ChannelOutput],
-    snr_db: list[float],
+    transmissions: list[Transmission],
+    specs: list[ChannelSpec],
     symbols_per_token: int,
     grid: tuple[int, int],
     image_sizes: list[tuple[int, int]],
@@ -114,28 +115,27 @@ def equalize_and_decode_batch(
 ) -> list[torch.Tensor]:
     """The receiver's stages for a batch of images sharing a token grid and rate.
 
-    Each ``channels[i].received`` is (1, n). MMSE equalization per image with its own
-    channel state, then one batched decoder pass. Returns (3, H_i, W_i) images in [0, 1].
-    ``stage_timer(name)``, if given, wraps the ``equalize`` and ``decode`` stages.
+    Each transmission (of one image) is equalized with its own channel state
+    (:func:`~shared.channel.link.receive`), then one batched decoder pass runs. Returns
+    (3, H_i, W_i) images in [0, 1]. ``stage_timer(name)``, if given, wraps the
+    ``equalize`` and ``decode`` stages.
     """
     timer = stage_timer or (lambda _stage: nullcontext())
     with timer("equalize"):
-        received = torch.cat([c.received for c in channels])
-        gains = torch.cat([per_symbol_gains(c) for c in channels])
-        noise = torch.tensor([[c.noise_variance] for c in channels])
-        equalized = mmse_equalize(received, gains, noise)
+        symbols = torch.cat([receive(t, spec).symbols for t, spec in zip(transmissions, specs)])
     with timer("decode"):
-        images = decode_symbols(model, equalized.symbols, torch.tensor(snr_db, dtype=torch.float32), symbols_per_token, grid)
+        snr = torch.tensor([spec.snr_db for spec in specs], dtype=torch.float32)
+        images = decode_symbols(model, symbols, snr, symbols_per_token, grid)
     return [image[:, :h, :w] for image, (h, w) in zip(images, image_sizes)]
 
 
 def equalize_and_decode(
     model: DeepJSCC,
-    channel: ChannelOutput,
-    snr_db: float,
+    transmission: Transmission,
+    spec: ChannelSpec,
     symbols_per_token: int,
     grid: tuple[int, int],
     image_size: tuple[int, int],
 ) -> torch.Tensor:
-    """One image through :func:`equalize_and_decode_batch`: (1, n) received -> (3, H, W)."""
-    return equalize_and_decode_batch(model, [channel], [snr_db], symbols_per_token, grid, [image_size])[0]
+    """One image through :func:`equalize_and_decode_batch` -> (3, H, W)."""
+    return equalize_and_decode_batch(model, [transmission], [spec], symbols_per_token, grid, [image_size])[0]

@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+from shared.channel.link import transmit
 from shared.channel import ChannelSpec, apply_channel, complex_normal, make_generator
 from shared.codec import (
     EncodedImage,
@@ -159,13 +160,14 @@ def test_encode_image_is_deterministic_and_snr_conditioned(model, make_image):
                 cond.mlp[-1].weight.zero_()
 
 
-@pytest.mark.parametrize("kind", ["awgn", "rayleigh", "rician"])
-def test_equalize_and_decode_restores_image_size(model, make_image, kind):
+@pytest.mark.parametrize("kind,csi", [("awgn", "perfect"), ("rayleigh", "perfect"), ("rician", "perfect"),
+                                      ("rayleigh", "lmmse"), ("mimo", "perfect"), ("tdl", "perfect")])
+def test_equalize_and_decode_restores_image_size(model, make_image, kind, csi):
     image = make_image(37, 50)
     encoded = encode_image(model, image, snr_db=5.0, cbr=CBR_HIGH)
-    spec = ChannelSpec(kind=kind, snr_db=5.0, k_factor=2.0, coherence_symbols=16)
-    channel = apply_channel(encoded.symbols[None], spec, make_generator(3))
-    decoded = equalize_and_decode(model, channel, 5.0, encoded.symbols_per_token, encoded.grid, encoded.image_size)
+    spec = ChannelSpec(kind=kind, snr_db=5.0, k_factor=2.0, coherence_symbols=16, csi=csi, seed=3)
+    transmission = transmit(encoded.symbols[None], spec, make_generator(3))
+    decoded = equalize_and_decode(model, transmission, spec, encoded.symbols_per_token, encoded.grid, encoded.image_size)
     assert decoded.shape == (3, 37, 50) and decoded.dtype == torch.float32
     assert decoded.min() >= 0 and decoded.max() <= 1
 

@@ -87,9 +87,12 @@ def test_bad_input_answered_and_stream_goes_on(chain):
         "mode": (SendOptions(mode="magic").request("mode", good), grpc.StatusCode.INVALID_ARGUMENT, "mode"),
         "k-neg": (SendOptions(channel="rician", k_factor=-1).request("k-neg", good), grpc.StatusCode.INVALID_ARGUMENT, "K"),
     }
-    mimo = ok.request("mimo", good)
-    mimo.channel.tx_antennas = mimo.channel.rx_antennas = 2
-    bad_cases["mimo"] = (mimo, grpc.StatusCode.UNIMPLEMENTED, "MIMO")
+    mimo = SendOptions(channel="mimo").request("mimo-pilots", good)
+    mimo.channel.csi = "lmmse"
+    bad_cases["mimo-pilots"] = (mimo, grpc.StatusCode.UNIMPLEMENTED, "perfect CSI")
+    tdl = SendOptions(channel="tdl").request("tdl-profile", good)
+    tdl.channel.tdl_model = "Z"
+    bad_cases["tdl-profile"] = (tdl, grpc.StatusCode.INVALID_ARGUMENT, "TDL profile")
     requests = []
     for i, (request, _, _) in enumerate(bad_cases.values()):
         requests += [request, SendOptions(seed=i).request(f"good-{i}", good)]
@@ -154,3 +157,29 @@ def test_health_and_metrics(chain):
     assert REGISTRY.get_sample_value("semcom_images_total", {"service": "receiver", "status": "OK"}) >= 1
     assert REGISTRY.get_sample_value("semcom_symbols_total", {"service": "channel_emulator"}) > 0
     assert REGISTRY.get_sample_value("semcom_in_flight_requests", {"service": "transmitter"}) == 0
+
+
+def test_every_channel_kind_through_the_services(chain):
+    good = image_bytes(64, 64)  # 16 tokens: n = 512 symbols at CBR 1/24
+    cases = {
+        "rician": ({"kind": "rician", "k_factor": 1.0}, 512, 0),
+        "mimo-svd": ({"kind": "mimo", "tx_antennas": 2, "rx_antennas": 2}, 256, 2 * 2 * 2 * 32 * 4),
+        "mimo-open": ({"kind": "mimo", "mimo_scheme": "open_loop", "tx_antennas": 2, "rx_antennas": 4}, 256, 0),
+        "tdl": ({"kind": "tdl", "tdl_model": "C", "delay_spread_ns": 100, "speed_mps": 30}, 512, 0),
+        "lmmse": ({"kind": "rayleigh", "csi": "lmmse", "pilots": 2, "coherence_symbols": 64}, 512 + 2 * 8, 0),
+        "ls-awgn": ({"kind": "awgn", "csi": "ls", "pilots": 3}, 512 + 3, 0),
+    }
+    requests = []
+    for name, (fields, _, _) in cases.items():
+        request = SendOptions(seed=7).request(name, good)
+        for key, value in fields.items():
+            setattr(request.channel, key, value)
+        request.channel.snr_db = 15.0
+        requests.append(request)
+    results = send(chain.target, requests)
+    for name, (_, uses, feedback) in cases.items():
+        result = results[name]
+        assert is_ok(result), (name, result.status.message)
+        assert result.channel_uses == uses, name
+        assert result.achieved_cbr == pytest.approx(uses / (3 * 64 * 64)), name
+        assert (result.feedback_bits > 0) == (feedback > 0), name

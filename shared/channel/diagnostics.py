@@ -37,6 +37,9 @@ from scipy import integrate, special
 from .equalizers import per_symbol_gains, zf_equalize
 from .models import ChannelOutput, ChannelSpec, apply_channel, make_generator
 
+KINDS = ("awgn", "rayleigh", "rician")
+"""The channel kinds diagnosed: the flat SISO ones of :func:`.models.apply_channel`."""
+
 DEEP_FADE = 0.1
 """|h|^2 below which a gain counts as a deep fade (linear; -10 dB)."""
 
@@ -107,7 +110,9 @@ def ber_theory(modulation: str, spec: ChannelSpec) -> float:
         return ber_awgn(modulation, spec.snr_db)
     if spec.kind == "rayleigh":
         return ber_rayleigh(modulation, spec.snr_db)
-    return ber_rician(modulation, spec.snr_db, spec.k_factor)
+    if spec.kind == "rician":
+        return ber_rician(modulation, spec.snr_db, spec.k_factor)
+    raise ValueError(f"no BER theory for channel kind {spec.kind!r}; diagnosed kinds: {', '.join(KINDS)}")
 
 
 def estimate_k_factor(power: torch.Tensor) -> float:
@@ -156,9 +161,9 @@ class ChannelStats:
         symbols: complex symbols per modulation.
         noise_variance: N0 per complex symbol.
         realized_snr_db: measured mean |h x|^2 over measured mean |y - h x|^2, in dB, all modulations.
+        fading_draws: independent gains drawn, M modulations x blocks per row (``None`` for AWGN).
         fading: ``mean_power`` (E|h|^2), ``power_variance`` (Var |h|^2), ``k_factor`` (by moments),
-            ``deep_fade_fraction`` (P(|h|^2 < DEEP_FADE)), over the independent block gains;
-            ``None`` for AWGN.
+            ``deep_fade_fraction`` (P(|h|^2 < DEEP_FADE)), over those gains; ``None`` for AWGN.
         ber: per modulation name, its bit errors.
     """
 
@@ -170,6 +175,7 @@ class ChannelStats:
     symbols: int
     noise_variance: float
     realized_snr_db: Measured
+    fading_draws: int | None
     fading: dict[str, Measured] | None
     ber: dict[str, BitErrors]
 
@@ -213,7 +219,10 @@ def simulate(spec: ChannelSpec, symbols: int, modulations: tuple[str, ...] = tup
 
     Bits and channel are drawn from one generator seeded with ``spec.seed``. Each modulation is
     one row of the batch given to ``apply_channel``, so rows see independent gains and noise.
+    The receiver equalizes with the true gains (perfect CSI). ``spec.kind`` must be in :data:`KINDS`.
     """
+    if spec.kind not in KINDS:
+        raise ValueError(f"channel diagnostics cover {', '.join(KINDS)}; got {spec.kind!r}")
     spec.validate()
     mapping = _sionna_mapping()
     generator = make_generator(spec.seed)
@@ -239,13 +248,14 @@ def summarize(sim: Simulation) -> ChannelStats:
     fading = None
     if channel.block_gains is not None:
         k = spec.k_factor if spec.kind == "rician" else 0.0
+        los = 1.0 if math.isinf(k) else k / (k + 1.0)  # line-of-sight share of E|h|^2
         power = (channel.block_gains.real.double() ** 2 + channel.block_gains.imag.double() ** 2).flatten()
         fading = {
             "mean_power": Measured(power.mean().item(), 1.0),
-            "power_variance": Measured(power.var().item(), (2.0 * k + 1.0) / (k + 1.0) ** 2),
+            "power_variance": Measured(power.var().item(), 1.0 - los**2),  # = (2K + 1) / (K + 1)^2
             "k_factor": Measured(estimate_k_factor(power), k),
             "deep_fade_fraction": Measured((power < DEEP_FADE).double().mean().item(),
-                                           _rician_expectation(lambda x: 1.0, k, DEEP_FADE)),
+                                           0.0 if math.isinf(k) else _rician_expectation(lambda x: 1.0, k, DEEP_FADE)),
         }
     ber = {}
     for name, bits, decided in zip(sim.modulations, sim.bits, sim.decided_bits):
@@ -256,7 +266,7 @@ def summarize(sim: Simulation) -> ChannelStats:
         k_factor=spec.k_factor if spec.kind == "rician" else None,
         coherence_symbols=channel.coherence_symbols if channel.block_gains is not None else None,
         seed=spec.seed, symbols=sim.transmitted.shape[1], noise_variance=channel.noise_variance,
-        realized_snr_db=realized, fading=fading, ber=ber)
+        realized_snr_db=realized, fading_draws=None if fading is None else power.numel(), fading=fading, ber=ber)
 
 
 def plot_constellations(sim: Simulation, path: str | Path, max_points: int = 3000) -> Path:

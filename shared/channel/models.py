@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-CHANNEL_KINDS = ("awgn", "rayleigh", "rician")
+CHANNEL_KINDS = ("awgn", "rayleigh", "rician", "mimo", "tdl")
+CSI_MODES = ("perfect", "ls", "lmmse")
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,18 @@ class ChannelSpec:
         snr_db: Es/N0 per complex symbol, dB.
         k_factor: Rician K (linear power ratio of line-of-sight to scattered); 0 is
             Rayleigh, ``inf`` is AWGN. Used by ``rician`` only.
-        coherence_symbols: block-fading length in complex symbols: one gain per block;
-            1 is fast (per-symbol) fading. Used by fading kinds only.
+        coherence_symbols: block-fading length in complex symbols (MIMO: channel uses):
+            one gain per block; 1 is fast (per-symbol) fading. Used by fading kinds only.
         seed: seed of the channel's random draws; ``None`` draws fresh randomness.
+        tx_antennas, rx_antennas: MIMO Nt and Nr (``mimo`` only).
+        mimo_scheme: ``svd`` (precoding with CSI at the transmitter) or ``open_loop``
+            (no precoding, LMMSE receiver); see :mod:`.mimo`.
+        csi: what the receiver knows of a SISO channel: ``perfect`` gains, or estimates
+            from ``pilots`` unit-energy pilots per coherence block (``ls`` or ``lmmse``; the
+            pilots are paid in channel uses); see :mod:`.estimation`.
+        tdl_model, delay_spread_ns, speed_mps: 3GPP TDL profile ('A'..'E'), RMS delay
+            spread (ns) and terminal speed (m/s) of the frequency-selective ``tdl`` kind,
+            simulated over OFDM with Sionna PHY; see :mod:`.tdl`.
     """
 
     kind: str = "awgn"
@@ -36,6 +46,14 @@ class ChannelSpec:
     k_factor: float = 0.0
     coherence_symbols: int = 64
     seed: int | None = None
+    tx_antennas: int = 2
+    rx_antennas: int = 2
+    mimo_scheme: str = "svd"
+    csi: str = "perfect"
+    pilots: int = 4
+    tdl_model: str = "A"
+    delay_spread_ns: float = 300.0
+    speed_mps: float = 3.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a message a user can act on."""
@@ -47,6 +65,21 @@ class ChannelSpec:
             raise ValueError(f"Rician K factor must be >= 0 (linear), got {self.k_factor}")
         if self.kind != "awgn" and self.coherence_symbols < 1:
             raise ValueError(f"coherence_symbols must be >= 1, got {self.coherence_symbols}")
+        if self.csi not in CSI_MODES:
+            raise ValueError(f"unknown CSI mode {self.csi!r}; choose one of {', '.join(CSI_MODES)}")
+        if self.csi != "perfect":
+            if self.kind in ("mimo", "tdl"):
+                raise NotImplementedError(f"pilot-estimated CSI is served for flat SISO channels; {self.kind} uses perfect CSI")
+            if self.pilots < 1:
+                raise ValueError(f"pilots per block must be >= 1, got {self.pilots}")
+        if self.kind == "mimo":
+            from .mimo import MimoSpec
+
+            MimoSpec(self.tx_antennas, self.rx_antennas, self.snr_db, self.mimo_scheme, self.coherence_symbols).validate()
+        if self.kind == "tdl":
+            from .tdl import TDLConfig
+
+            TDLConfig(self.tdl_model, self.delay_spread_ns, self.speed_mps).validate()
 
 
 @dataclass
@@ -103,6 +136,8 @@ def apply_channel(symbols: torch.Tensor, spec: ChannelSpec, generator: torch.Gen
 
     Differentiable in ``symbols`` (used in training as in the emulator).
     """
+    if spec.kind not in ("awgn", "rayleigh", "rician"):
+        raise ValueError(f"apply_channel serves SISO kinds; use link.transmit for {spec.kind!r}")
     batch, n = symbols.shape
     n0 = noise_variance(spec.snr_db)
     noise = complex_normal((batch, n), n0, generator, symbols.device)

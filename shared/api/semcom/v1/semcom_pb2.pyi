@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChannelSpec(_message.Message):
-    __slots__ = ("kind", "snr_db", "k_factor", "tx_antennas", "rx_antennas", "coherence_symbols", "seed")
+    __slots__ = ("kind", "snr_db", "k_factor", "tx_antennas", "rx_antennas", "coherence_symbols", "seed", "mimo_scheme", "csi", "pilots", "tdl_model", "delay_spread_ns", "speed_mps")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     K_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,12 @@ class ChannelSpec(_message.Message):
     RX_ANTENNAS_FIELD_NUMBER: _ClassVar[int]
     COHERENCE_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    MIMO_SCHEME_FIELD_NUMBER: _ClassVar[int]
+    CSI_FIELD_NUMBER: _ClassVar[int]
+    PILOTS_FIELD_NUMBER: _ClassVar[int]
+    TDL_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DELAY_SPREAD_NS_FIELD_NUMBER: _ClassVar[int]
+    SPEED_MPS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     snr_db: float
     k_factor: float
@@ -22,7 +28,13 @@ class ChannelSpec(_message.Message):
     rx_antennas: int
     coherence_symbols: int
     seed: int
-    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    mimo_scheme: str
+    csi: str
+    pilots: int
+    tdl_model: str
+    delay_spread_ns: float
+    speed_mps: float
+    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ..., mimo_scheme: _Optional[str] = ..., csi: _Optional[str] = ..., pilots: _Optional[int] = ..., tdl_model: _Optional[str] = ..., delay_spread_ns: _Optional[float] = ..., speed_mps: _Optional[float] = ...) -> None: ...
 
 class ImageRequest(_message.Message):
     __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode", "deadline_ms")
@@ -90,20 +102,38 @@ class SymbolFrame(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., side_information: _Optional[bytes] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., deadline_unix_ms: _Optional[float] = ...) -> None: ...
 
 class ChannelState(_message.Message):
-    __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks")
+    __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks", "channel_uses", "received_pilots", "pilots_per_block", "tx_antennas", "rx_antennas", "channel_matrices", "combiners", "singular_values", "feedback_bits")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     NOISE_VARIANCE_FIELD_NUMBER: _ClassVar[int]
     COHERENCE_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     BLOCK_GAINS_FIELD_NUMBER: _ClassVar[int]
     NUM_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_USES_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_PILOTS_FIELD_NUMBER: _ClassVar[int]
+    PILOTS_PER_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    TX_ANTENNAS_FIELD_NUMBER: _ClassVar[int]
+    RX_ANTENNAS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_MATRICES_FIELD_NUMBER: _ClassVar[int]
+    COMBINERS_FIELD_NUMBER: _ClassVar[int]
+    SINGULAR_VALUES_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_BITS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     snr_db: float
     noise_variance: float
     coherence_symbols: int
     block_gains: bytes
     num_blocks: int
-    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., noise_variance: _Optional[float] = ..., coherence_symbols: _Optional[int] = ..., block_gains: _Optional[bytes] = ..., num_blocks: _Optional[int] = ...) -> None: ...
+    channel_uses: int
+    received_pilots: bytes
+    pilots_per_block: int
+    tx_antennas: int
+    rx_antennas: int
+    channel_matrices: bytes
+    combiners: bytes
+    singular_values: bytes
+    feedback_bits: int
+    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., noise_variance: _Optional[float] = ..., coherence_symbols: _Optional[int] = ..., block_gains: _Optional[bytes] = ..., num_blocks: _Optional[int] = ..., channel_uses: _Optional[int] = ..., received_pilots: _Optional[bytes] = ..., pilots_per_block: _Optional[int] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., channel_matrices: _Optional[bytes] = ..., combiners: _Optional[bytes] = ..., singular_values: _Optional[bytes] = ..., feedback_bits: _Optional[int] = ...) -> None: ...
 
 class ReceivedFrame(_message.Message):
     __slots__ = ("frame", "state")
@@ -130,7 +160,7 @@ class Quality(_message.Message):
     def __init__(self, psnr_db: _Optional[float] = ..., ms_ssim: _Optional[float] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("request_id", "user_id", "status", "image", "width", "height", "target_cbr", "achieved_cbr", "num_symbols", "side_information_bytes", "mode", "nfe", "channel", "quality", "latency_ms", "batch_size")
+    __slots__ = ("request_id", "user_id", "status", "image", "width", "height", "target_cbr", "achieved_cbr", "num_symbols", "side_information_bytes", "mode", "nfe", "channel", "quality", "latency_ms", "batch_size", "channel_uses", "feedback_bits")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +184,8 @@ class ImageResult(_message.Message):
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_USES_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_BITS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     status: Status
@@ -170,4 +202,6 @@ class ImageResult(_message.Message):
     quality: Quality
     latency_ms: _containers.ScalarMap[str, float]
     batch_size: int
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    channel_uses: int
+    feedback_bits: int
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., batch_size: _Optional[int] = ..., channel_uses: _Optional[int] = ..., feedback_bits: _Optional[int] = ...) -> None: ...
