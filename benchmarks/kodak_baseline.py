@@ -1,7 +1,7 @@
 """Measure the DeepJSCC baseline codec on an image folder versus SNR.
 
 Every image goes, at full resolution, through the very stage functions the services
-use: encode_image (transmitter) -> apply_channel (channel emulator) ->
+use: encode_image (transmitter) -> transmit (channel emulator) ->
 equalize_and_decode (receiver), then is quantized to 8 bits as the returned PNG is, and
 scored with PSNR and MS-SSIM against the original. SNR is Es/N0 per complex symbol (dB).
 The encoding does not depend on the channel kind, so each (image, CBR, SNR) is encoded
@@ -34,8 +34,9 @@ import matplotlib
 import torch
 from tqdm import tqdm
 
-from shared.channel import CHANNEL_KINDS, ChannelSpec, apply_channel, make_generator
-from shared.codec import encode_image, equalize_and_decode, parse_cbr
+from shared.channel import CHANNEL_KINDS, ChannelSpec, make_generator
+from shared.channel.link import transmit
+from shared.codec import achieved_cbr, encode_image, equalize_and_decode, parse_cbr
 from shared.config import DEFAULT_WEIGHTS, load_config
 from shared.imageio import load_image_file
 from shared.models.io import load_deepjscc
@@ -54,6 +55,19 @@ def channel_seed(seed: int, image_index: int, snr_db: float, kind: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def channel_spec(args, kind: str, snr: float, seed: int) -> ChannelSpec:
+    """The channel of one measurement: ``kind`` with this run's K, coherence, MIMO and TDL options."""
+    spec = ChannelSpec(kind, snr, k_factor=args.k_factor, coherence_symbols=args.coherence, seed=seed,
+                       tx_antennas=args.antennas[0], rx_antennas=args.antennas[1], tdl_model=args.tdl_model)
+    spec.validate()
+    return spec
+
+
+def channel_label(args, kind: str) -> str:
+    return {"rician": f"rician K={args.k_factor:g}", "mimo": f"mimo {args.antennas[0]}x{args.antennas[1]} svd",
+            "tdl": f"TDL-{args.tdl_model} (300 ns, 3 m/s)"}.get(kind, kind)
+
+
 def measure(model, files: list[Path], args) -> list[dict]:
     """One result row per image x channel x CBR x SNR."""
     rows = []
@@ -66,15 +80,16 @@ def measure(model, files: list[Path], args) -> list[dict]:
                 encoded = encode_image(model, image, snr, cbr)
                 encode_ms = 1000 * (time.perf_counter() - start)
                 for kind in args.channel:
-                    spec = ChannelSpec(kind, snr, coherence_symbols=args.coherence, seed=channel_seed(args.seed, index, snr, kind))
-                    spec.validate()
-                    channel = apply_channel(encoded.symbols[None], spec, make_generator(spec.seed))
+                    spec = channel_spec(args, kind, snr, channel_seed(args.seed, index, snr, kind))
+                    transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
                     start = time.perf_counter()
-                    decoded = equalize_and_decode(model, channel, snr, encoded.symbols_per_token, encoded.grid, encoded.image_size)
+                    decoded = equalize_and_decode(model, transmission, spec, encoded.symbols_per_token, encoded.grid,
+                                                  encoded.image_size)
                     decode_ms = 1000 * (time.perf_counter() - start)
                     received = decoded.mul(255).round().div(255)[None]
                     rows.append({
-                        "image": path.name, "channel": kind, "cbr": str(cbr), "achieved_cbr": round(encoded.cbr, 6),
+                        "image": path.name, "channel": kind, "cbr": str(cbr),
+                        "achieved_cbr": round(achieved_cbr(transmission.channel_uses, encoded.image_size), 6),
                         "snr_db": snr, "psnr": round(float(psnr(image[None], received)[0]), 4),
                         "ms_ssim": round(float(ms_ssim(image[None], received)[0]), 5),
                         "encode_ms": round(encode_ms, 2), "decode_ms": round(decode_ms, 2),
@@ -98,7 +113,9 @@ def summary_markdown(rows: list[dict], args, n_images: int, device: str, command
         f"# DeepJSCC baseline on {args.data} ({n_images} images, full resolution)",
         "",
         "Mean PSNR (dB) / MS-SSIM of the 8-bit output; SNR is Es/N0 per complex symbol (dB); "
-        f"fading is block fading over {args.coherence} symbols with MMSE equalization (perfect CSI).",
+        f"flat fading is block fading over {args.coherence} symbols (MIMO: channel uses) with MMSE "
+        "equalization (MIMO: SVD precoding and combining) and perfect CSI; TDL is frequency-selective over OFDM. "
+        "CBR is the requested one; MIMO spends half the channel uses (two streams).",
         "",
         "| channel | CBR | " + " | ".join(f"{snr:g} dB" for snr in args.snr) + " |",
         "|---|---|" + "---|" * len(args.snr),
@@ -106,7 +123,7 @@ def summary_markdown(rows: list[dict], args, n_images: int, device: str, command
     for kind in args.channel:
         for cbr in map(str, args.cbr):
             cells = (f"{psnrs[kind, cbr, snr]:.2f} / {ssims[kind, cbr, snr]:.3f}" for snr in args.snr)
-            lines.append(f"| {kind} | {cbr} | " + " | ".join(cells) + " |")
+            lines.append(f"| {channel_label(args, kind)} | {cbr} | " + " | ".join(cells) + " |")
     encode_ms = statistics.fmean(row["encode_ms"] for row in rows)
     decode_ms = statistics.fmean(row["decode_ms"] for row in rows)
     lines += [
@@ -124,7 +141,8 @@ def plot(rows: list[dict], args, metric: str, ylabel: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for kind in args.channel:
         for cbr in map(str, args.cbr):
-            ax.plot(args.snr, [means[kind, cbr, snr] for snr in args.snr], marker="o", label=f"{kind}, CBR {cbr}")
+            ax.plot(args.snr, [means[kind, cbr, snr] for snr in args.snr], marker="o",
+                    label=f"{channel_label(args, kind)}, CBR {cbr}")
     ax.set_xlabel("SNR, Es/N0 (dB)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"DeepJSCC baseline on {Path(args.data).name}: {ylabel} vs SNR")
@@ -146,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channel", nargs="+", choices=CHANNEL_KINDS, default=["awgn", "rayleigh"], help="channel kinds (default: awgn rayleigh)")
     parser.add_argument("--cbr", nargs="+", default=["1/24", "1/48"], help="channel bandwidth ratios the model serves (default: 1/24 1/48)")
     parser.add_argument("--coherence", type=int, default=64, help="block-fading length in symbols (default: %(default)s)")
+    parser.add_argument("--k-factor", type=float, default=1.0, help="Rician K, linear (default: %(default)s)")
+    parser.add_argument("--antennas", type=int, nargs=2, default=[2, 2], metavar=("NT", "NR"), help="MIMO antennas (default: 2 2)")
+    parser.add_argument("--tdl-model", default="A", help="3GPP TDL profile A..E (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the channel draws (default: %(default)s)")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
     parser.add_argument("--device", help="cpu | cuda | auto (default: SEMCOM_DEVICE, else auto)")
