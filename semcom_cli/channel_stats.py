@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from shared.channel import ChannelSpec
+
+from . import argtypes
 
 # The same as shared.channel.diagnostics.KINDS and MODULATIONS (checked by tests), spelled out
 # here so that registering the command does not import the diagnostics.
@@ -33,32 +34,18 @@ example:
   semcom channel-stats --channel rician --k-factor 3 --coherence 1 --snr 15 --modulation 16qam --json"""
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = float(text)
-    if not (value.is_integer() and value >= 1):
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, e.g. 1e6, got {text}")
-    return int(value)
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``channel-stats`` on an ``add_subparsers()`` object; returns its parser."""
     parser = subparsers.add_parser("channel-stats", help="uncoded BER and fading statistics of a channel beside theory",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--channel", required=True, choices=KIND_NAMES, metavar="KIND",
                         help=f"channel kind: {', '.join(KIND_NAMES)}")
-    parser.add_argument("--snr", type=_finite, required=True, metavar="DB", help="Es/N0 per complex symbol in dB")
-    parser.add_argument("--k-factor", type=_finite, default=0.0, metavar="K",
+    parser.add_argument("--snr", type=argtypes.finite, required=True, metavar="DB", help="Es/N0 per complex symbol in dB")
+    parser.add_argument("--k-factor", type=argtypes.finite, default=0.0, metavar="K",
                         help="Rician K (linear), rician only (default 0)")
     parser.add_argument("--coherence", type=int, default=64, metavar="N",
                         help="block-fading length in symbols; 1 is fast fading (default 64)")
-    parser.add_argument("--symbols", type=_count, default=1_000_000, metavar="N",
+    parser.add_argument("--symbols", type=argtypes.count, default=1_000_000, metavar="N",
                         help="symbols per modulation (default 1e6)")
     parser.add_argument("--modulation", nargs="+", choices=MODULATION_NAMES, default=list(MODULATION_NAMES),
                         help="modulations to send (default both)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -31,11 +30,10 @@ from shared.channel import CHANNEL_KINDS
 from shared.channel.mimo import MIMO_SCHEMES
 from shared.channel.models import CSI_MODES
 from shared.channel.tdl import TDL_MODELS
-from shared.codec import parse_cbr
 from shared.config import REPO_ROOT, load_config
 from shared.messages import DECODER_MODES
 
-from . import bench, channel_stats
+from . import argtypes, bench, channel_stats
 from .client import SendOptions, check_health, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
 
@@ -113,23 +111,9 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
     return [records[i] for i in sorted(records)]
 
 
-def _snr(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"SNR must be a finite number of dB, got {text}")
-    return value
-
-
-def _cbr(text: str) -> float:
-    try:
-        return float(parse_cbr(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
 def add_send_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel", default="awgn", choices=CHANNEL_KINDS, help="channel kind (default awgn)")
-    parser.add_argument("--cbr", type=_cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
+    parser.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
     parser.add_argument("--mode", default="jscc", help=f"decoder mode; served: {', '.join(DECODER_MODES)}")
     parser.add_argument("--k-factor", type=float, default=0.0, help="Rician K (linear), rician only")
     parser.add_argument("--coherence", type=int, default=0,
@@ -251,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "  semcom send kodim01.png kodim02.png --channel rayleigh --snr 5 --out rx/\n"
                                       "  semcom send ../shared/data/kodak --snr 10 --cbr 1/48 --json")
     send.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP) or folders of them")
-    send.add_argument("--snr", type=_snr, default=10.0, help="Es/N0 per complex symbol in dB (default 10)")
+    send.add_argument("--snr", type=argtypes.finite, default=10.0, help="Es/N0 per complex symbol in dB (default 10)")
     add_send_options(send)
     send.add_argument("--out", type=Path, help="write reconstructions (PNG) into this folder")
     send.add_argument("--json", action="store_true", help="print one JSON object per image instead of a table")
@@ -262,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "locally, the Kodak images over AWGN and Rayleigh.")
     demo.add_argument("--images", default=str(DEFAULT_DEMO_IMAGES), help=f"folder of images (default {DEFAULT_DEMO_IMAGES})")
     demo.add_argument("--channel", nargs="+", default=["awgn", "rayleigh"], choices=CHANNEL_KINDS)
-    demo.add_argument("--snr", nargs="+", type=_snr, default=[1.0, 10.0, 20.0], help="SNRs in dB (default 1 10 20)")
-    demo.add_argument("--cbr", type=_cbr, default=1 / 24, help="channel bandwidth ratio (default 1/24)")
+    demo.add_argument("--snr", nargs="+", type=argtypes.finite, default=[1.0, 10.0, 20.0], help="SNRs in dB (default 1 10 20)")
+    demo.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio (default 1/24)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the channel draws (default 0)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="where reconstructions go (default runs/demo)")
     demo.add_argument("--startup-timeout", type=float, default=120.0)
