@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from shared.channel.tdl import TDL_MODELS
 from shared.config import REPO_ROOT, load_config
 from shared.messages import DECODER_MODES
 
-from . import argtypes, bench, channel_stats
+from . import argtypes, bench, channel_stats, evaluate
 from .client import SendOptions, check_health, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
 
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench.add_parser(sub)
     channel_stats.add_parser(sub)
+    evaluate.add_parser(sub)
 
     health = sub.add_parser("health", help="check a service's gRPC health (exit 0 when SERVING)")
     health.add_argument("--target", required=True, help="host:port of any semcom service")
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["semcom", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)
 
 

@@ -1,0 +1,63 @@
+"""Systems under evaluation, each one callable on (image, channel, CBR) through the same channel code.
+
+A system sends one image at a target CBR through :func:`shared.channel.link.transmit` /
+:func:`~shared.channel.link.receive` (or, for the capacity bound, through no channel at
+all) and returns what the user would get back. All outputs are quantized to 8 bits, as
+the services' PNG results are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable
+
+import torch
+
+from .channel import ChannelSpec, make_generator
+from .channel.link import transmit
+from .codec import achieved_cbr, encode_image, equalize_and_decode
+from .models import DeepJSCC
+
+
+@dataclass
+class SystemOutput:
+    """What one system returned for one image.
+
+    Attributes:
+        image: (3, H, W) reconstruction in [0, 1], 8-bit quantized.
+        achieved_cbr: channel uses actually spent / (3 H W).
+        info: system-specific figures (e.g. chosen modulation, bytes, decoding failure).
+    """
+
+    image: torch.Tensor
+    achieved_cbr: float
+    info: dict = field(default_factory=dict)
+
+
+System = Callable[[torch.Tensor, ChannelSpec, Fraction], SystemOutput]
+
+
+def quantize(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> the nearest 8-bit level, as a PNG round trip gives."""
+    return image.clamp(0, 1).mul(255).round().div(255)
+
+
+def channel_seed(seed: int, image_name: str, snr_db: float, kind: str) -> int:
+    """A stable 63-bit seed for one (image, SNR, channel) draw, shared by all systems."""
+    digest = hashlib.sha256(repr((seed, image_name, float(snr_db), kind)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def deepjscc_system(model: DeepJSCC) -> System:
+    """The fixed-rate DeepJSCC baseline: encode, channel, equalize, decode."""
+
+    def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
+        encoded = encode_image(model, image, spec.snr_db, cbr)
+        transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
+        decoded = equalize_and_decode(model, transmission, spec, encoded.symbols_per_token, encoded.grid,
+                                      encoded.image_size)
+        return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size))
+
+    return run
