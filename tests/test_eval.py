@@ -27,7 +27,7 @@ def test_eval_writes_results_plots_grid_and_resumes(tiny_weights, tmp_path, caps
     summary = (out / "summary.md").read_text()
     assert "| deepjscc | mimo 2x2 svd | 1/48 |" in summary and "semcom eval" in summary
     for name in ("psnr_vs_snr.png", "msssim_vs_snr.png", "grid.png"):
-        assert Image.open(out / name).size[0] > 100
+        assert Image.open(out / name).size[0] >= 96
     assert main(argv) == 0  # resumes: nothing new to run, same rows
     assert len(list(csv.DictReader((out / "results.csv").open()))) == len(rows)
 
