@@ -1,0 +1,111 @@
+"""The separation baseline: codec at a byte budget, LDPC + QAM link, cliff, capacity bound."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+
+from shared import separation
+from shared.channel import ChannelSpec, make_generator, per_symbol_gains
+from shared.channel.diagnostics import ber_awgn
+from shared.channel.link import receive, transmit
+
+CBR = Fraction(1, 6)
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "avif"])
+def test_budget_search_fits_and_quality_grows_with_budget(codec, make_image):
+    image = make_image(64, 64)
+    assert separation.encode_image_to_budget(image, codec, 100) is None
+    qualities = []
+    for budget in (600, 1200, 2400):
+        data, quality = separation.encode_image_to_budget(image, codec, budget)
+        assert len(data) <= budget
+        assert len(separation.encode_image(image, codec, quality + 1)) > budget or quality == separation.CODECS[codec][1][1]
+        qualities.append(quality)
+    assert qualities == sorted(qualities) and qualities[0] < qualities[-1]
+
+
+def test_link_is_error_free_at_high_snr_and_fails_at_low_snr():
+    rate = Fraction(5, 6)
+    assert separation.block_error_rate("64qam", rate, 25.0, codewords=2) == 0.0
+    assert separation.block_error_rate("64qam", rate, -5.0, codewords=2) == 1.0
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ChannelSpec("awgn", 20.0),
+        ChannelSpec("rayleigh", 30.0, coherence_symbols=8),
+        ChannelSpec("rician", 25.0, k_factor=3.0, coherence_symbols=8, csi="ls"),
+        ChannelSpec("mimo", 25.0, coherence_symbols=8),
+        ChannelSpec("tdl", 30.0, seed=3),
+    ],
+    ids=lambda spec: spec.kind,
+)
+def test_send_bits_over_every_channel_kind(spec):
+    generator = make_generator(0)
+    bits = torch.randint(0, 2, (2, 200), generator=generator).float()
+    decoded, errors, channel_uses = separation.send_bits(bits, "16qam", Fraction(1, 2), spec, generator)
+    assert errors == 0 and torch.equal(decoded, bits)
+    symbols = 2 * 400 // 4
+    assert channel_uses == transmit(torch.ones(1, symbols, dtype=torch.complex64), spec, make_generator(0)).channel_uses
+
+
+def _qpsk_through(spec: ChannelSpec, bits: torch.Tensor):
+    """QPSK symbols of ``bits`` through ``spec``: (transmission, LLRs)."""
+    mapping, _, _ = separation._sionna()
+    symbols = mapping.Mapper("qam", 2, device="cpu")(bits)[None]
+    transmission = transmit(symbols, spec, make_generator(1))
+    return transmission, separation.bit_llrs(receive(transmission, spec), "qpsk")[0]
+
+
+def test_llr_hard_decisions_match_qpsk_ber():
+    bits = torch.randint(0, 2, (200_000,), generator=make_generator(0)).float()
+    _, llrs = _qpsk_through(ChannelSpec("awgn", 5.0), bits)
+    ber = ((llrs > 0).float() != bits).float().mean().item()
+    assert ber == pytest.approx(ber_awgn("qpsk", 5.0), rel=0.05)  # Q(sqrt(10^0.5)) = 0.0377
+
+
+def test_llr_scale_after_mmse_equals_exact_llr_over_fading():
+    # y = h x + n, x = ((1 - 2 b0) + j (1 - 2 b1)) / sqrt(2): LLR(b0) = -2 sqrt(2) Re(conj(h) y) / N0.
+    bits = torch.randint(0, 2, (4000,), generator=make_generator(0)).float()
+    spec = ChannelSpec("rayleigh", 5.0, coherence_symbols=4)
+    transmission, llrs = _qpsk_through(spec, bits)
+    channel = transmission.siso
+    z = (per_symbol_gains(channel).conj() * channel.received)[0] * (-2 * math.sqrt(2) / channel.noise_variance)
+    torch.testing.assert_close(llrs, torch.stack([z.real, z.imag], dim=1).flatten(), rtol=1e-3, atol=1e-3)
+
+
+def test_scheme_choice_meets_its_threshold_and_grows_with_snr():
+    chosen = [separation.choose_scheme(snr) for snr in range(-5, 31)]
+    assert chosen[0] == ("qpsk", Fraction(1, 3))  # below every threshold: the most robust pair
+    efficiency = [separation.MODULATIONS[m] * r for m, r in chosen]
+    assert efficiency == sorted(efficiency) and efficiency[-1] == 5
+    for snr, pair in zip(range(-4, 31), chosen[1:]):
+        assert separation.AWGN_THRESHOLDS_DB[pair] + separation.SELECTION_MARGIN_DB <= snr or pair == chosen[0]
+
+
+def test_separation_baseline_cliff(make_image):
+    image = make_image(64, 64)
+    good = separation.separation_baseline(image, ChannelSpec("awgn", 20.0), CBR, "avif", make_generator(0))
+    lost = separation.separation_baseline(image, ChannelSpec("awgn", -5.0), CBR, "avif", make_generator(0))
+    assert not good["failed"] and good["block_errors"] == 0 and good["psnr"] > 30.0
+    assert good["channel_uses"] <= 2048 and good["bytes"] > 0
+    assert lost["failed"] and lost["block_errors"] == lost["codewords"]
+    assert torch.all(lost["image"] == separation.GREY)
+    assert good["psnr"] > lost["psnr"] + 15.0 and good["ms_ssim"] > lost["ms_ssim"]
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "avif"])
+def test_capacity_bound_budget_and_dominance(codec, make_image):
+    image, snr_db = make_image(64, 64), 8.0
+    bound = separation.capacity_bound(image, snr_db, CBR, codec)
+    assert bound["budget_bytes"] == math.floor(2048 * math.log2(1 + 10 ** (snr_db / 10)) / 8)
+    assert 0 < bound["bytes"] <= bound["budget_bytes"]
+    practical = separation.separation_baseline(image, ChannelSpec("awgn", snr_db), CBR, codec, make_generator(0))
+    assert not practical["failed"] and practical["bytes"] < bound["bytes"]
+    assert bound["psnr"] >= practical["psnr"]
