@@ -16,10 +16,13 @@ from shared.channel import ChannelSpec
 
 from . import argtypes
 
-# The same as shared.channel.diagnostics.KINDS and MODULATIONS (checked by tests), spelled out
-# here so that registering the command does not import the diagnostics.
-KIND_NAMES = ("awgn", "rayleigh", "rician")
+# The same as shared.channel.diagnostics.KINDS and MODULATIONS, shared.channel.mimo.MIMO_SCHEMES
+# and shared.channel.tdl.TDL_MODELS (checked by tests), spelled out here so that registering the
+# command does not import the diagnostics.
+KIND_NAMES = ("awgn", "rayleigh", "rician", "mimo", "tdl")
 MODULATION_NAMES = ("qpsk", "16qam")
+MIMO_SCHEME_NAMES = ("svd", "open_loop")
+TDL_MODEL_NAMES = ("A", "B", "C", "D", "E")
 
 DESCRIPTION = """\
 Send random bits as Gray-labelled unit-energy QPSK / 16-QAM through the channel model the
@@ -29,9 +32,18 @@ fading-gain statistics (mean and variance of |h|^2, Rician K by moments, fractio
 fades |h|^2 < 0.1) and uncoded BER (closed forms for AWGN and Rayleigh, numerical integration
 for Rician). Also draws the constellations before and after equalization to a PNG.
 
+mimo (Nt x Nr i.i.d. Rayleigh blocks): svd is decided after ZF on each combined sub-channel
+r_i = sigma_i s_i + n_i, against the BER averaged over the Wishart eigenvalues sigma_i^2 (whose
+mean, variance and deep fades are shown); open_loop after ZF detection (Nr >= Nt; post-ZF gain
+Gamma(Nr - Nt + 1, 1)), or LMMSE detection divided by its gain when Nr < Nt (no theory).
+tdl (3GPP TDL over OFDM, sent as one-slot links): ZF per resource element, against Rayleigh
+theory for the profiles A, B, C and Rician theory with the profile's K for D, E.
+
 example:
   semcom channel-stats --channel rayleigh --snr 10
-  semcom channel-stats --channel rician --k-factor 3 --coherence 1 --snr 15 --modulation 16qam --json"""
+  semcom channel-stats --channel rician --k-factor 3 --coherence 1 --snr 15 --modulation 16qam --json
+  semcom channel-stats --channel mimo --antennas 2 4 --mimo-scheme open_loop --snr 5
+  semcom channel-stats --channel tdl --tdl-model D --delay-spread 100 --speed 30 --snr 10"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,7 +56,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--k-factor", type=argtypes.finite, default=0.0, metavar="K",
                         help="Rician K (linear), rician only (default 0)")
     parser.add_argument("--coherence", type=int, default=64, metavar="N",
-                        help="block-fading length in symbols; 1 is fast fading (default 64)")
+                        help="block-fading length in symbols (mimo: channel uses); 1 is fast fading; "
+                             "not used by tdl (default 64)")
+    parser.add_argument("--antennas", nargs=2, type=argtypes.count, default=[2, 2], metavar=("NT", "NR"),
+                        help="transmit and receive antennas, mimo only (default 2 2)")
+    parser.add_argument("--mimo-scheme", choices=MIMO_SCHEME_NAMES, default="svd",
+                        help="svd: SVD precoding, ZF per sub-channel; open_loop: ZF detection, LMMSE if NR < NT "
+                             "(mimo only, default svd)")
+    parser.add_argument("--tdl-model", choices=TDL_MODEL_NAMES, default="A",
+                        help="3GPP TDL profile, tdl only; D and E have a line-of-sight tap (default A)")
+    parser.add_argument("--delay-spread", type=argtypes.finite, default=300.0, metavar="NS",
+                        help="RMS delay spread in ns, tdl only (default 300)")
+    parser.add_argument("--speed", type=argtypes.finite, default=3.0, metavar="MPS",
+                        help="terminal speed in m/s, tdl only (default 3)")
     parser.add_argument("--symbols", type=argtypes.count, default=1_000_000, metavar="N",
                         help="symbols per modulation (default 1e6)")
     parser.add_argument("--modulation", nargs="+", choices=MODULATION_NAMES, default=list(MODULATION_NAMES),
@@ -58,23 +82,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+LABELS = {"mean_power": "mean |h|^2", "power_variance": "var |h|^2", "k_factor": "Rician K (moments)",
+          "deep_fade_fraction": "deep fades |h|^2 < 0.1", "eigenvalue_mean": "mean sigma_i^2",
+          "eigenvalue_variance": "var sigma_i^2", "eigenvalue_deep_fade_fraction": "deep fades sigma_i^2 < 0.1",
+          "zf_gain_mean": "mean post-ZF gain", "zf_gain_variance": "var post-ZF gain",
+          "zf_gain_deep_fade_fraction": "deep fades ZF gain < 0.1"}
+"""Table labels of the ``fading`` keys of ChannelStats."""
+
+
+def _setting(stats) -> str:
+    """The first line of :func:`format_stats`: the channel and the receiver."""
+    kind = stats.kind
+    if kind == "mimo":
+        receiver = "ZF per sub-channel" if stats.mimo_scheme == "svd" else {
+            "zf": "ZF detection", "mmse": "LMMSE detection / gain"}[stats.detector]
+        kind = f"mimo {stats.tx_antennas}x{stats.rx_antennas} {stats.mimo_scheme} ({receiver})"
+    elif kind == "tdl":
+        kind = f"tdl TDL-{stats.tdl_model}, delay spread {stats.delay_spread_ns:g} ns, {stats.speed_mps:g} m/s"
+    setting = f"{kind}, Es/N0 {stats.snr_db:g} dB (N0 {stats.noise_variance:.4g})"
+    if stats.k_factor is not None:
+        setting += f", K {stats.k_factor:.4g}" + (" (profile, per resource element)" if stats.kind == "tdl" else "")
+    if stats.coherence_symbols is not None:
+        unit, draws = ("channel uses", "channel matrices") if stats.kind == "mimo" else ("symbols", "independent gains")
+        setting += f", coherence {stats.coherence_symbols} {unit} ({stats.fading_draws:,} {draws})"
+    elif stats.kind == "tdl":
+        setting += f", {stats.fading_draws:,} one-slot links"
+    return setting
+
+
+def _row(label: str, value, spec: str) -> str:
+    theory = "n/a" if value.theory is None else format(value.theory, spec)
+    return f"{label:<28} {value.measured:>10{spec}} {theory:>10}"
+
+
 def format_stats(stats) -> str:
     """A measured-vs-theory table of a :class:`shared.channel.diagnostics.ChannelStats`."""
-    setting = f"{stats.kind}, Es/N0 {stats.snr_db:g} dB (N0 {stats.noise_variance:.4g})"
-    if stats.k_factor is not None:
-        setting += f", K {stats.k_factor:g}"
-    if stats.coherence_symbols is not None:
-        setting += f", coherence {stats.coherence_symbols} symbols ({stats.fading_draws:,} independent gains)"
-    lines = [f"{setting}; {stats.symbols:,} symbols per modulation, seed {stats.seed}",
-             f"{'':<26} {'measured':>10} {'theory':>10}",
-             f"{'realized SNR (dB)':<26} {stats.realized_snr_db.measured:>10.3f} {stats.realized_snr_db.theory:>10.3f}"]
-    labels = {"mean_power": "mean |h|^2", "power_variance": "var |h|^2", "k_factor": "Rician K (moments)",
-              "deep_fade_fraction": "deep fades |h|^2 < 0.1"}
+    lines = [f"{_setting(stats)}; {stats.symbols:,} symbols per modulation, seed {stats.seed}",
+             f"{'':<28} {'measured':>10} {'theory':>10}",
+             _row("realized SNR (dB)", stats.realized_snr_db, ".3f")]
     for key, value in (stats.fading or {}).items():
-        lines.append(f"{labels[key]:<26} {value.measured:>10.4f} {value.theory:>10.4f}")
+        lines.append(_row(LABELS[key], value, ".4f"))
     for name, result in stats.ber.items():
-        lines.append(f"{'BER ' + name:<26} {result.ber.measured:>10.3e} {result.ber.theory:>10.3e}"
-                     f"   {result.errors:,} errors in {result.bits:,} bits")
+        lines.append(_row("BER " + name, result.ber, ".3e") + f"   {result.errors:,} errors in {result.bits:,} bits")
     return "\n".join(lines)
 
 
@@ -82,7 +131,9 @@ def run_channel_stats(args) -> int:
     from shared.channel.diagnostics import plot_constellations, simulate, summarize
 
     spec = ChannelSpec(kind=args.channel, snr_db=args.snr, k_factor=args.k_factor,
-                       coherence_symbols=args.coherence, seed=args.seed)
+                       coherence_symbols=args.coherence, seed=args.seed, tx_antennas=args.antennas[0],
+                       rx_antennas=args.antennas[1], mimo_scheme=args.mimo_scheme, tdl_model=args.tdl_model,
+                       delay_spread_ns=args.delay_spread, speed_mps=args.speed)
     try:
         spec.validate()
     except ValueError as exc:

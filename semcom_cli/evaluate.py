@@ -12,7 +12,12 @@ Writes to --out:
   psnr_vs_snr.png, msssim_vs_snr.png   one panel per channel x CBR, one line per system
   grid.png           the first image's reconstructions, systems x SNRs (first channel, CBR)
 
-Systems: deepjscc (the fixed-rate baseline, shipped weights).
+Systems, all at the same target CBR:
+  deepjscc       the fixed-rate SNR-adaptive DeepJSCC baseline (shipped weights)
+  jpeg-ldpc      JPEG (Pillow) + 5G NR LDPC + QAM (Sionna), the best modulation and code
+  avif-ldpc      rate for the nominal SNR (AWGN thresholds measured on this link), decoded
+                 through the same channel: one lost codeword loses the file (the cliff)
+  avif-capacity  the separation bound: AVIF at the AWGN capacity budget N log2(1+SNR) bits
 """
 
 from __future__ import annotations
@@ -33,21 +38,26 @@ from tqdm import tqdm
 from shared.channel import CHANNEL_KINDS, ChannelSpec
 from shared.codec import parse_cbr
 from shared.config import DEFAULT_WEIGHTS, load_config
-from shared.evaluation import System, channel_seed, deepjscc_system
+from shared.evaluation import System, capacity_system, channel_seed, deepjscc_system, separation_system
 from shared.imageio import load_image_file
 from shared.quality import ms_ssim, psnr
 
 from . import argtypes
 
 FIELDS = ("system", "channel", "cbr", "snr_db", "image", "achieved_cbr", "psnr", "ms_ssim", "info")
-SYSTEMS = ("deepjscc",)
+SYSTEMS = ("deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
 def build_systems(names: list[str], weights: str, device: str) -> dict[str, System]:
     from shared.models.io import load_deepjscc
 
-    factories = {"deepjscc": lambda: deepjscc_system(load_deepjscc(weights, device))}
+    factories = {
+        "deepjscc": lambda: deepjscc_system(load_deepjscc(weights, device)),
+        "jpeg-ldpc": lambda: separation_system("jpeg"),
+        "avif-ldpc": lambda: separation_system("avif"),
+        "avif-capacity": lambda: capacity_system("avif"),
+    }
     return {name: factories[name]() for name in names}
 
 
@@ -219,7 +229,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--snr", type=argtypes.finite, nargs="+", default=[0.0, 5.0, 10.0, 15.0, 20.0],
                         help="SNRs in dB (default 0 5 10 15 20)")
     parser.add_argument("--cbr", nargs="+", default=["1/24", "1/48"], help="target CBRs (default 1/24 1/48)")
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to compare")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=["deepjscc"],
+                        help=f"systems to compare: {', '.join(SYSTEMS)} (default deepjscc)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     parser.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the channel draws (default 0)")

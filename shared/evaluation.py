@@ -61,3 +61,30 @@ def deepjscc_system(model: DeepJSCC) -> System:
         return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size))
 
     return run
+
+
+def separation_system(codec: str) -> System:
+    """Classical separation: ``codec`` (jpeg/avif) at the byte budget of the best 5G LDPC + QAM
+    scheme for the nominal SNR, sent through the same channel; a lost codeword loses the file."""
+    from .separation import separation_baseline
+
+    def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
+        result = separation_baseline(image, spec, cbr, codec, make_generator(spec.seed))
+        info = {k: result[k] for k in ("modulation", "code_rate", "quality", "bytes", "block_errors", "failed")}
+        uses = result["channel_uses"]
+        return SystemOutput(quantize(result["image"]), uses / (3 * image.shape[1] * image.shape[2]), info)
+
+    return run
+
+
+def capacity_system(codec: str) -> System:
+    """The separation bound: ``codec`` at the AWGN capacity budget, N log2(1 + SNR) bits, error free."""
+    from .separation import capacity_bound, channel_symbols
+
+    def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
+        result = capacity_bound(image, spec.snr_db, cbr, codec)
+        info = {k: result[k] for k in ("budget_bytes", "bytes", "quality")}
+        return SystemOutput(quantize(result["image"]), channel_symbols(image, cbr) / (3 * image.shape[1] * image.shape[2]),
+                            info)
+
+    return run

@@ -24,7 +24,7 @@ def test_budget_search_fits_and_quality_grows_with_budget(codec, make_image):
     for budget in (600, 1200, 2400):
         data, quality = separation.encode_image_to_budget(image, codec, budget)
         assert len(data) <= budget
-        assert len(separation.encode_image(image, codec, quality + 1)) > budget or quality == separation.CODECS[codec][1][1]
+        assert len(separation.compress_image(image, codec, quality + 1)) > budget or quality == separation.CODECS[codec][1][1]
         qualities.append(quality)
     assert qualities == sorted(qualities) and qualities[0] < qualities[-1]
 
@@ -90,20 +90,29 @@ def test_scheme_choice_meets_its_threshold_and_grows_with_snr():
 
 
 def test_separation_baseline_cliff(make_image):
-    image = make_image(64, 64)
-    good = separation.separation_baseline(image, ChannelSpec("awgn", 20.0), CBR, "avif", make_generator(0))
-    lost = separation.separation_baseline(image, ChannelSpec("awgn", -5.0), CBR, "avif", make_generator(0))
+    image, cbr = make_image(64, 64), Fraction(1, 2)  # at -5 dB, 6144 QPSK symbols of rate 1/3 still carry a file
+    good = separation.separation_baseline(image, ChannelSpec("awgn", 20.0), cbr, "avif", make_generator(0))
+    lost = separation.separation_baseline(image, ChannelSpec("awgn", -5.0), cbr, "avif", make_generator(0))
+    assert (good["modulation"], good["code_rate"]) == ("64qam", "5/6")
     assert not good["failed"] and good["block_errors"] == 0 and good["psnr"] > 30.0
-    assert good["channel_uses"] <= 2048 and good["bytes"] > 0
-    assert lost["failed"] and lost["block_errors"] == lost["codewords"]
+    assert 6100 < good["channel_uses"] <= 6144 and good["bytes"] > 0
+    assert (lost["modulation"], lost["code_rate"]) == ("qpsk", "1/3") and lost["bytes"] > 0
+    assert lost["failed"] and lost["block_errors"] == lost["codewords"] == 2
     assert torch.all(lost["image"] == separation.GREY)
     assert good["psnr"] > lost["psnr"] + 15.0 and good["ms_ssim"] > lost["ms_ssim"]
+
+
+def test_separation_baseline_sends_nothing_when_no_file_fits(make_image):
+    image = make_image(64, 64)
+    result = separation.separation_baseline(image, ChannelSpec("awgn", -5.0), CBR, "avif", make_generator(0))
+    assert result["quality"] is None and result["bytes"] == result["channel_uses"] == 0 and result["failed"]
+    assert torch.all(result["image"] == separation.GREY)
 
 
 @pytest.mark.parametrize("codec", ["jpeg", "avif"])
 def test_capacity_bound_budget_and_dominance(codec, make_image):
     image, snr_db = make_image(64, 64), 8.0
-    bound = separation.capacity_bound(image, snr_db, CBR, codec)
+    bound = separation.capacity_bound(image, snr_db, 1 / 6, codec)  # a float CBR reads as 1/6: 2048 symbols
     assert bound["budget_bytes"] == math.floor(2048 * math.log2(1 + 10 ** (snr_db / 10)) / 8)
     assert 0 < bound["bytes"] <= bound["budget_bytes"]
     practical = separation.separation_baseline(image, ChannelSpec("awgn", snr_db), CBR, codec, make_generator(0))

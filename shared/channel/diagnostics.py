@@ -1,9 +1,24 @@
-"""Channel diagnostics: uncoded QPSK and 16-QAM through :func:`.models.apply_channel`,
+"""Channel diagnostics: uncoded QPSK and 16-QAM through every channel kind of :mod:`.link`,
 measured beside closed-form theory.
 
-Chain: random bits -> Gray-labelled unit-energy QAM (Sionna ``Mapper``) -> ``apply_channel``
--> zero-forcing with the true gains, ``y / h`` -> hard decisions (Sionna max-log ``Demapper``,
-which with equal priors is the nearest-point decision) -> bit errors.
+Chain: random bits -> Gray-labelled unit-energy QAM (Sionna ``Mapper``) -> the channel ->
+zero-forcing with the true channel (perfect CSI) -> hard decisions (Sionna max-log ``Demapper``,
+which with equal priors is the nearest-point decision) -> bit errors. Per kind:
+
+* ``awgn``, ``rayleigh``, ``rician``: :func:`.models.apply_channel`, then ``y / h``.
+* ``tdl``: :func:`.link.transmit`, then ``y / H`` per resource element with the returned per-symbol
+  gains. Each modulation's symbols go out as independent links of one OFDM slot each (rows of
+  :attr:`.tdl.TDLConfig.grid_symbols`), so that the measurement spans many channel realizations:
+  one long link sees only a few coherence times (3 m/s at 3.5 GHz: 35 Hz Doppler, about 56 slots
+  per coherence time). The per-resource-element statistics do not depend on this split.
+* ``mimo``: :func:`.link.transmit`, then :func:`.mimo.mimo_receive`: ``svd`` with ``"zf"``, the scalar
+  ZF ``r_i / σ_i`` of every combined sub-channel ``r_i = σ_i s_i + n_i`` (the ML decision per
+  sub-channel, as for SISO); ``open_loop`` with ZF detection ``(H^H H)^-1 H^H y`` when Nr >= Nt,
+  whose per-stream output is interference-free with Gaussian noise, so that its BER has a closed
+  form (it is not the joint ML detector: this measures the ZF receiver, not the best one); with
+  Nr < Nt, where ZF does not exist, LMMSE detection divided by its per-stream gain ``(W H)_ii``
+  (unbiased, as MMSE shrinks the 16-QAM amplitudes), which leaves non-Gaussian inter-stream
+  interference: no theory is given (``None``).
 
 Why zero-forcing: with perfect CSI the ML decision on ``y = h x + n`` is
 ``argmin_c |y - h c|^2 = argmin_c |h|^2 |y / h - c|^2``, the nearest point to the ZF output.
@@ -22,26 +37,51 @@ Theory, with ``g = Es/N0`` (linear, per complex symbol, Es = 1) and ``x = |h|^2`
       ``[3 J(g/10) + 2 J(9g/10) - J(25g/10)] / 4``.
     - Rician K: numerical integration (``scipy.integrate.quad``) over the pdf of ``x``,
       ``f(x) = (K+1) exp(-K - (K+1) x) I0(2 sqrt(K (K+1) x))``.
+    - Gamma, ``x ~ Gamma(L, 1)`` (mean L): ``E[Q(sqrt(2 c x))] = ((1 - mu) / 2)^L
+      sum_{k<L} C(L-1+k, k) ((1 + mu) / 2)^k``, ``mu = sqrt(c / (1 + c))`` (Proakis, L-branch MRC);
+      L = 1 is ``J``.
+* MIMO ``svd``, H with i.i.d. CN(0, 1) entries: the sub-channel gains ``λ = σ_i^2`` are the nonzero
+  eigenvalues of the complex Wishart matrix ``H^H H``; every stream carries the same share of the
+  symbols, so the BER is ``E[Pb_AWGN(g λ)]`` over the marginal pdf of one unordered eigenvalue
+  (Telatar 1999), with ``m = min(Nt, Nr)``, ``n = max(Nt, Nr)``:
+  ``f(λ) = (1/m) sum_{k<m} k! / (k+n-m)! [L_k^(n-m)(λ)]^2 λ^(n-m) e^-λ`` (generalized Laguerre
+  polynomials), mean ``n``, variance ``m n``; integrated numerically. 1 x 1 is Rayleigh; 1 x n is
+  Gamma(n, 1) (maximum-ratio transmission / combining).
+* MIMO ``open_loop`` with ZF, Nr >= Nt: per stream the post-ZF SNR is ``g / [(H^H H)^-1]_ii``, and
+  ``1 / [(H^H H)^-1]_ii`` is Gamma(Nr - Nt + 1, 1) (a chi-square with 2 (Nr - Nt + 1) degrees of
+  freedom, halved): the Gamma closed form with L = Nr - Nt + 1.
+* TDL over OFDM: each resource element sees ``H[k] = sum_l a_l exp(-2j pi f_k tau_l)``; the scattered
+  taps are independent zero-mean (sum-of-sinusoids, near-Gaussian) with powers ``p_l`` and the
+  profile normalized to total power 1, so ``H[k]`` is Rayleigh (NLOS profiles A, B, C) or Rician
+  with ``K = P_LoS / sum(p_l)`` (LOS profiles D, E: the line-of-sight part of the first tap over all
+  scattered power, the Rayleigh part of the first tap included; read from Sionna's profile by
+  :func:`tdl_k_factor`, 7.9 for D and 8.5 for E). Not the per-tap K of TR 38.901 (13.3 dB for D,
+  22 dB for E, Sionna's ``TDL.k_factor``), which leaves out the later taps.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import integrate, special
 
-from .equalizers import per_symbol_gains, zf_equalize
+from .equalizers import EqualizedSymbols, per_symbol_gains, zf_equalize
+from .link import transmit
+from .mimo import MimoChannelOutput, mimo_receive
 from .models import ChannelOutput, ChannelSpec, apply_channel, make_generator
+from .tdl import TDLConfig
 
-KINDS = ("awgn", "rayleigh", "rician")
-"""The channel kinds diagnosed: the flat SISO ones of :func:`.models.apply_channel`."""
+KINDS = ("awgn", "rayleigh", "rician", "mimo", "tdl")
+"""The channel kinds diagnosed: all of :data:`.models.CHANNEL_KINDS`."""
 
 DEEP_FADE = 0.1
-"""|h|^2 below which a gain counts as a deep fade (linear; -10 dB)."""
+"""|h|^2 (MIMO: σ_i^2, ZF gain) below which a gain counts as a deep fade (linear; -10 dB)."""
 
 
 @dataclass(frozen=True)
@@ -74,11 +114,24 @@ def ber_awgn(modulation: str, snr_db: float) -> float:
     return sum(w * q_function(a * math.sqrt(g)) for w, a in MODULATIONS[modulation].ber_terms)
 
 
+def _faded_q(c: float, shape: int = 1) -> float:
+    """``E[Q(sqrt(2 c x))]`` for ``x ~ Gamma(shape, 1)`` (``shape`` 1: Exp(1)), in closed form."""
+    mu = math.sqrt(c / (1.0 + c))
+    return ((1.0 - mu) / 2.0) ** shape * sum(math.comb(shape - 1 + k, k) * ((1.0 + mu) / 2.0) ** k
+                                             for k in range(shape))
+
+
 def ber_rayleigh(modulation: str, snr_db: float) -> float:
     """Closed-form uncoded BER over Rayleigh fading (E|h|^2 = 1, perfect CSI) at average Es/N0 = ``snr_db``."""
+    return ber_gamma(modulation, snr_db, 1)
+
+
+def ber_gamma(modulation: str, snr_db: float, shape: int) -> float:
+    """Closed-form uncoded BER at Es/N0 = ``snr_db`` times a Gamma(``shape``, 1) gain (mean ``shape``):
+    ``shape``-branch maximum-ratio combining, or one stream of Nt x Nr ZF detection with
+    ``shape = Nr - Nt + 1``; ``shape`` 1 is Rayleigh."""
     g = 10.0 ** (snr_db / 10.0)
-    faded_q = lambda c: 0.5 * (1.0 - math.sqrt(c / (1.0 + c)))  # E[Q(sqrt(2 c x))], x ~ Exp(1)  # noqa: E731
-    return sum(w * faded_q(a * a * g / 2.0) for w, a in MODULATIONS[modulation].ber_terms)
+    return sum(w * _faded_q(a * a * g / 2.0, shape) for w, a in MODULATIONS[modulation].ber_terms)
 
 
 def rician_power_pdf(x: float, k_factor: float) -> float:
@@ -87,11 +140,40 @@ def rician_power_pdf(x: float, k_factor: float) -> float:
     return (k_factor + 1.0) * math.exp(z - k_factor - (k_factor + 1.0) * x) * special.i0e(z)
 
 
+def wishart_eigenvalue_pdf(x: float, n_tx: int, n_rx: int) -> float:
+    """pdf of one unordered eigenvalue of ``H^H H`` (its nonzero ones), H an ``n_rx x n_tx`` matrix of
+    i.i.d. CN(0, 1) entries (Telatar 1999): with ``m = min``, ``n = max`` of the antenna counts,
+    ``(1/m) sum_{k<m} k! / (k+n-m)! [L_k^(n-m)(x)]^2 x^(n-m) e^-x``. Mean ``n``, variance ``m n``."""
+    m, n = min(n_tx, n_rx), max(n_tx, n_rx)
+    if x <= 0.0:
+        return 1.0 if x == 0.0 and n == m else 0.0  # f(0) = 1 when m = n, as L_k^(0)(0) = 1
+    a = n - m
+    laguerre = sum(math.exp(math.lgamma(k + 1) - math.lgamma(k + a + 1)) * special.eval_genlaguerre(k, a, x) ** 2
+                   for k in range(m))
+    return laguerre * math.exp(a * math.log(x) - x) / m
+
+
+def _expectation(f, pdf, split: float, upper: float = math.inf) -> float:
+    """``E[f(x); x < upper]`` under ``pdf``, by adaptive quadrature split at ``split`` (about the mean)."""
+    integrand = lambda x: f(x) * pdf(x)  # noqa: E731
+    pieces = [(0.0, min(split, upper))] + ([(split, upper)] if upper > split else [])
+    return sum(integrate.quad(integrand, lo, hi, epsabs=0.0, epsrel=1e-9, limit=200)[0] for lo, hi in pieces)
+
+
 def _rician_expectation(f, k_factor: float, upper: float = math.inf) -> float:
     """``E[f(|h|^2); |h|^2 < upper]`` under Rician K, by adaptive quadrature split at the mean 1."""
-    integrand = lambda x: f(x) * rician_power_pdf(x, k_factor)  # noqa: E731
-    pieces = [(0.0, min(1.0, upper))] + ([(1.0, upper)] if upper > 1.0 else [])
-    return sum(integrate.quad(integrand, lo, hi, epsabs=0.0, epsrel=1e-9, limit=200)[0] for lo, hi in pieces)
+    return _expectation(f, lambda x: rician_power_pdf(x, k_factor), 1.0, upper)
+
+
+def _wishart_expectation(f, n_tx: int, n_rx: int, upper: float = math.inf) -> float:
+    """``E[f(λ); λ < upper]`` over the unordered Wishart eigenvalue, split at its mean ``max(n_tx, n_rx)``."""
+    return _expectation(f, lambda x: wishart_eigenvalue_pdf(x, n_tx, n_rx), float(max(n_tx, n_rx)), upper)
+
+
+def _averaged_ber(modulation: str, snr_db: float, expectation) -> float:
+    g = 10.0 ** (snr_db / 10.0)
+    terms = MODULATIONS[modulation].ber_terms
+    return expectation(lambda x: sum(w * q_function(a * math.sqrt(g * x)) for w, a in terms))
 
 
 def ber_rician(modulation: str, snr_db: float, k_factor: float) -> float:
@@ -99,19 +181,58 @@ def ber_rician(modulation: str, snr_db: float, k_factor: float) -> float:
     the AWGN BER at Es/N0 * |h|^2 over the pdf of |h|^2; K = inf is AWGN."""
     if math.isinf(k_factor):
         return ber_awgn(modulation, snr_db)
-    g = 10.0 ** (snr_db / 10.0)
-    terms = MODULATIONS[modulation].ber_terms
-    return _rician_expectation(lambda x: sum(w * q_function(a * math.sqrt(g * x)) for w, a in terms), k_factor)
+    return _averaged_ber(modulation, snr_db, lambda f: _rician_expectation(f, k_factor))
 
 
-def ber_theory(modulation: str, spec: ChannelSpec) -> float:
-    """Uncoded BER of ``modulation`` over the channel of ``spec`` (independent of the coherence length)."""
+def ber_wishart(modulation: str, snr_db: float, n_tx: int, n_rx: int) -> float:
+    """Uncoded BER of MIMO SVD precoding over i.i.d. Rayleigh ``n_tx x n_rx`` with ZF per sub-channel,
+    averaged over the streams: the AWGN BER at Es/N0 * λ integrated over the unordered Wishart
+    eigenvalue pdf (:func:`wishart_eigenvalue_pdf`)."""
+    return _averaged_ber(modulation, snr_db, lambda f: _wishart_expectation(f, n_tx, n_rx))
+
+
+@functools.lru_cache(maxsize=None)
+def tdl_k_factor(model: str) -> float:
+    """Rician K of the per-resource-element gain of 3GPP TDL ``model`` (module docstring): the
+    line-of-sight power over all scattered power, from the profile Sionna loads (the one
+    :mod:`.tdl` simulates); 0 for the NLOS profiles A, B, C. Imports Sionna on first use."""
+    with torch.random.fork_rng():  # importing Sionna reseeds torch's global generators
+        import sionna.phy.channel.tr38901 as tr38901
+    config = TDLConfig(model)
+    config.validate()
+    tdl = tr38901.TDL(model, delay_spread=config.delay_spread_ns * 1e-9,
+                      carrier_frequency=config.carrier_frequency, device="cpu")
+    if not tdl.los:
+        return 0.0
+    los = float(tdl.mean_power_los)
+    return los / (float(tdl.mean_powers.double().sum()) - los)
+
+
+def mimo_detector(spec: ChannelSpec) -> str:
+    """The :func:`.mimo.mimo_receive` equalizer the diagnostics use for a ``mimo`` spec: ``zf``
+    (per sub-channel for ``svd``; ZF detection for ``open_loop`` with Nr >= Nt), else ``mmse``."""
+    return "zf" if spec.mimo_scheme == "svd" or spec.rx_antennas >= spec.tx_antennas else "mmse"
+
+
+def ber_theory(modulation: str, spec: ChannelSpec) -> float | None:
+    """Uncoded BER of ``modulation`` over the channel of ``spec`` (independent of the coherence length)
+    with the receiver of :func:`simulate`; ``None`` where there is no theory (``open_loop`` MIMO with
+    Nr < Nt, LMMSE detection)."""
     if spec.kind == "awgn":
         return ber_awgn(modulation, spec.snr_db)
     if spec.kind == "rayleigh":
         return ber_rayleigh(modulation, spec.snr_db)
     if spec.kind == "rician":
         return ber_rician(modulation, spec.snr_db, spec.k_factor)
+    if spec.kind == "mimo":
+        if spec.mimo_scheme == "svd":
+            return ber_wishart(modulation, spec.snr_db, spec.tx_antennas, spec.rx_antennas)
+        if mimo_detector(spec) == "zf":
+            return ber_gamma(modulation, spec.snr_db, spec.rx_antennas - spec.tx_antennas + 1)
+        return None
+    if spec.kind == "tdl":
+        k = tdl_k_factor(spec.tdl_model)
+        return ber_rayleigh(modulation, spec.snr_db) if k == 0.0 else ber_rician(modulation, spec.snr_db, k)
     raise ValueError(f"no BER theory for channel kind {spec.kind!r}; diagnosed kinds: {', '.join(KINDS)}")
 
 
@@ -128,10 +249,10 @@ def estimate_k_factor(power: torch.Tensor) -> float:
 
 @dataclass
 class Measured:
-    """A figure measured on the simulated symbols beside its theoretical value."""
+    """A figure measured on the simulated symbols beside its theoretical value (``None``: no theory)."""
 
     measured: float
-    theory: float
+    theory: float | None
 
 
 @dataclass
@@ -155,16 +276,33 @@ class ChannelStats:
 
     Attributes:
         kind, snr_db: the channel and its nominal Es/N0 (dB).
-        k_factor: Rician K (``rician`` only, else ``None``).
-        coherence_symbols: block-fading length in symbols (fading kinds only, else ``None``).
+        k_factor: Rician K (``rician``; ``tdl``: the per-resource-element K of the profile, 0 for
+            A, B, C; else ``None``).
+        coherence_symbols: block-fading length in symbols (``rayleigh``, ``rician``) or channel uses
+            (``mimo``); else ``None``.
         seed: seed of the bits and channel draws.
         symbols: complex symbols per modulation.
-        noise_variance: N0 per complex symbol.
+        noise_variance: N0 per complex symbol (MIMO: per receive antenna and channel use).
         realized_snr_db: measured mean |h x|^2 over measured mean |y - h x|^2, in dB, all modulations.
-        fading_draws: independent gains drawn, M modulations x blocks per row (``None`` for AWGN).
-        fading: ``mean_power`` (E|h|^2), ``power_variance`` (Var |h|^2), ``k_factor`` (by moments),
-            ``deep_fade_fraction`` (P(|h|^2 < DEEP_FADE)), over those gains; ``None`` for AWGN.
+            MIMO: received signal energy per data symbol and receive antenna,
+            ``sum |H x_t|^2 / (n Nr)``, over the noise energy per receive antenna and channel use;
+            theory ``snr_db`` + 10 log10(Nt / Ns) (``E tr(H^H H) = Nt Nr`` per channel use of Ns
+            symbols: 0 dB except for ``svd`` with Nt > Nr, whose precoder gathers the energy of Nt
+            antennas onto Nr streams).
+        fading_draws: independent channel draws: gains (``rayleigh``, ``rician``) or matrices H
+            (``mimo``), M modulations x blocks per row; one-slot links (``tdl``, whose
+            per-resource-element gains within a link are correlated); ``None`` for AWGN.
+        fading: ``None`` for AWGN; over the gains |h|^2 (``tdl``: |H|^2 of every resource element):
+            ``mean_power``, ``power_variance``, ``k_factor`` (by moments), ``deep_fade_fraction``
+            (P(|h|^2 < DEEP_FADE)). ``mimo``: over the eigenvalues λ = σ_i^2 of every H^H H
+            (Wishart theory): ``eigenvalue_mean`` (n), ``eigenvalue_variance`` (m n),
+            ``eigenvalue_deep_fade_fraction``; ``open_loop`` ZF adds the same three of the post-ZF
+            gains ``1 / [(H^H H)^-1]_ii`` (Gamma(Nr - Nt + 1, 1)): ``zf_gain_mean``,
+            ``zf_gain_variance``, ``zf_gain_deep_fade_fraction``.
         ber: per modulation name, its bit errors.
+        detector: the receiver, ``zf`` or (``open_loop`` MIMO with Nr < Nt) gain-normalized ``mmse``.
+        tx_antennas, rx_antennas, mimo_scheme: ``mimo`` only, else ``None``.
+        tdl_model, delay_spread_ns, speed_mps: ``tdl`` only, else ``None``.
     """
 
     kind: str
@@ -178,6 +316,13 @@ class ChannelStats:
     fading_draws: int | None
     fading: dict[str, Measured] | None
     ber: dict[str, BitErrors]
+    detector: str = "zf"
+    tx_antennas: int | None = None
+    rx_antennas: int | None = None
+    mimo_scheme: str | None = None
+    tdl_model: str | None = None
+    delay_spread_ns: float | None = None
+    speed_mps: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -193,8 +338,15 @@ class Simulation:
         bits: per modulation, (n * bits_per_symbol,) float32 transmitted bits.
         decided_bits: per modulation, the hard decisions, same shape.
         transmitted: (M, n) complex64 unit-energy symbols.
-        channel: the channel output (``received`` (M, n), ``block_gains`` (M, n_blocks) or ``None``).
-        equalized: (M, n) complex64 zero-forcing estimates ``y / h``.
+        channel: SISO kinds and ``tdl``: the channel output (``received`` (M, n), ``block_gains``
+            (M, n_blocks), ``tdl``: (M, n) per resource element, or ``None``); ``None`` for ``mimo``.
+        equalized: (M, n) complex64 zero-forcing estimates ``y / h`` (MIMO: the detector's output
+            divided by its gain).
+        mimo: ``mimo``: the received signal and channel state; else ``None``.
+        combined: ``mimo`` ``svd``: (M, n) complex64 combined sub-channel outputs ``r_i = σ_i s_i + n_i``
+            (``U^H y``) per data symbol; else ``None``.
+        detector: ``zf`` or ``mmse`` (:func:`mimo_detector`).
+        links: ``tdl``: independent one-slot links, all modulations; else ``None``.
     """
 
     spec: ChannelSpec
@@ -202,8 +354,12 @@ class Simulation:
     bits: list[torch.Tensor]
     decided_bits: list[torch.Tensor]
     transmitted: torch.Tensor
-    channel: ChannelOutput
+    channel: ChannelOutput | None
     equalized: torch.Tensor
+    mimo: MimoChannelOutput | None = None
+    combined: torch.Tensor | None = None
+    detector: str = "zf"
+    links: int | None = None
 
 
 def _sionna_mapping():
@@ -214,12 +370,33 @@ def _sionna_mapping():
     return mapping
 
 
+def _per_symbol(per_stream: torch.Tensor, output: MimoChannelOutput) -> torch.Tensor:
+    """(B, n_blocks, Ns) per-block, per-stream figures -> (B, n) per data symbol (the layout of :mod:`.mimo`)."""
+    batch, blocks, streams = per_stream.shape
+    coherence = output.state.coherence_uses
+    expanded = per_stream[:, :, None, :].expand(batch, blocks, coherence, streams)
+    return expanded.reshape(batch, -1)[:, : output.n_symbols]
+
+
+def _tdl_links(transmitted: torch.Tensor, spec: ChannelSpec, generator: torch.Generator) -> tuple[ChannelOutput, int]:
+    """Send each (M, n) row as independent one-slot links through :func:`.link.transmit`; the
+    received symbols and per-resource-element gains are put back as (M, n) rows."""
+    rows, n = transmitted.shape
+    slot = TDLConfig(spec.tdl_model, spec.delay_spread_ns, spec.speed_mps).grid_symbols
+    per_row = -(-n // slot)
+    links = F.pad(transmitted, (0, per_row * slot - n)).reshape(rows * per_row, slot)
+    output = transmit(links, spec, generator).siso
+    back = lambda t: t.reshape(rows, per_row * slot)[:, :n]  # noqa: E731
+    return ChannelOutput(back(output.received), back(output.block_gains), 1, output.noise_variance), rows * per_row
+
+
 def simulate(spec: ChannelSpec, symbols: int, modulations: tuple[str, ...] = tuple(MODULATIONS)) -> Simulation:
     """Send ``symbols`` random symbols of each modulation through ``spec`` and decide them.
 
-    Bits and channel are drawn from one generator seeded with ``spec.seed``. Each modulation is
-    one row of the batch given to ``apply_channel``, so rows see independent gains and noise.
-    The receiver equalizes with the true gains (perfect CSI). ``spec.kind`` must be in :data:`KINDS`.
+    Bits and channel are drawn from one generator seeded with ``spec.seed`` (``tdl``: Sionna
+    draws the channel from ``spec.seed``). Each modulation is one row of the batch given to the
+    channel, so rows see independent gains and noise (``tdl``: each row is cut into one-slot
+    links). The receiver equalizes with the true channel (perfect CSI; module docstring).
     """
     if spec.kind not in KINDS:
         raise ValueError(f"channel diagnostics cover {', '.join(KINDS)}; got {spec.kind!r}")
@@ -229,64 +406,165 @@ def simulate(spec: ChannelSpec, symbols: int, modulations: tuple[str, ...] = tup
     widths = [MODULATIONS[name].bits_per_symbol for name in modulations]
     bits = [torch.randint(0, 2, (symbols * m,), generator=generator).float() for m in widths]
     transmitted = torch.stack([mapping.Mapper("qam", m, device="cpu")(b) for m, b in zip(widths, bits)])
-    channel = apply_channel(transmitted, spec, generator)
-    zf = zf_equalize(channel.received, per_symbol_gains(channel), channel.noise_variance)
+    channel = mimo = combined = links = None
+    detector = "zf"
+    if spec.kind == "mimo":
+        detector = mimo_detector(spec)
+        mimo = transmit(transmitted, spec, generator).mimo
+        eq = mimo_receive(mimo, detector)
+        if spec.mimo_scheme == "svd":  # eq.symbols = r / σ
+            combined = eq.symbols * _per_symbol(mimo.state.singular_values, mimo)
+        gain = eq.effective_gain  # 1 for ZF; (W H)_ii for LMMSE
+        eq = EqualizedSymbols(eq.symbols / gain, torch.ones_like(gain), eq.effective_noise_variance / gain**2)
+    else:
+        if spec.kind == "tdl":
+            channel, links = _tdl_links(transmitted, spec, generator)
+        else:
+            channel = apply_channel(transmitted, spec, generator)
+        eq = zf_equalize(channel.received, per_symbol_gains(channel), channel.noise_variance)
     decided = []
     for row, m in enumerate(widths):
         demapper = mapping.Demapper("maxlog", "qam", m, hard_out=True, device="cpu")
-        chunks = zip(zf.symbols[row].split(1 << 16), zf.effective_noise_variance[row].split(1 << 16))
+        chunks = zip(eq.symbols[row].split(1 << 16), eq.effective_noise_variance[row].split(1 << 16))
         decided.append(torch.cat([demapper(y, no) for y, no in chunks]))
-    return Simulation(spec, tuple(modulations), bits, decided, transmitted, channel, zf.symbols)
+    return Simulation(spec, tuple(modulations), bits, decided, transmitted, channel, eq.symbols,
+                      mimo, combined, detector, links)
+
+
+def _energy(z: torch.Tensor) -> float:
+    """Mean |z|^2 in double precision."""
+    return (z.real.double() ** 2 + z.imag.double() ** 2).mean().item()
+
+
+def _mimo_signal(transmitted: torch.Tensor, output: MimoChannelOutput) -> torch.Tensor:
+    """(B, channel_uses, Nr) noiseless received signal ``H x_t`` (``svd``: ``H V s_t = U Σ s_t``)."""
+    state = output.state
+    batch, n = transmitted.shape
+    blocks, coherence = state.channel.shape[1], state.coherence_uses
+    streams = state.singular_values.shape[-1] if state.scheme == "svd" else state.channel.shape[-1]
+    s = F.pad(transmitted, (0, blocks * coherence * streams - n)).reshape(batch, blocks, coherence, streams)
+    if state.scheme == "svd":
+        y = (s * state.singular_values[:, :, None, :]) @ state.combiner.transpose(-1, -2)
+    else:
+        y = s @ state.channel.transpose(-1, -2)
+    return y.reshape(batch, blocks * coherence, -1)[:, : output.channel_uses]
+
+
+def _fraction(mask: torch.Tensor) -> float:
+    return mask.double().mean().item()
+
+
+def _mimo_summary(sim: Simulation) -> tuple[Measured, dict[str, Measured], int]:
+    """Realized SNR, fading statistics and independent matrices of a ``mimo`` simulation."""
+    spec, output = sim.spec, sim.mimo
+    state = output.state
+    n_tx, n_rx = spec.tx_antennas, spec.rx_antennas
+    signal = _mimo_signal(sim.transmitted, output)
+    per_symbol = _energy(signal) * output.channel_uses / output.n_symbols  # per data symbol and receive antenna
+    streams = min(n_tx, n_rx) if spec.mimo_scheme == "svd" else n_tx
+    realized = Measured(10.0 * math.log10(per_symbol / _energy(output.received - signal)),
+                        spec.snr_db + 10.0 * math.log10(n_tx / streams))
+    h = state.channel.to(torch.complex128)
+    sigma = state.singular_values if state.scheme == "svd" else torch.linalg.svdvals(h)
+    eigen = sigma.double().flatten() ** 2
+    m, n = min(n_tx, n_rx), max(n_tx, n_rx)
+    fading = {
+        "eigenvalue_mean": Measured(eigen.mean().item(), float(n)),
+        "eigenvalue_variance": Measured(eigen.var().item(), float(m * n)),
+        "eigenvalue_deep_fade_fraction": Measured(_fraction(eigen < DEEP_FADE),
+                                                  _wishart_expectation(lambda x: 1.0, n_tx, n_rx, DEEP_FADE)),
+    }
+    if state.scheme == "open_loop" and sim.detector == "zf":
+        hh = h.conj().transpose(-1, -2)
+        gain = 1.0 / torch.diagonal(torch.linalg.inv(hh @ h), dim1=-2, dim2=-1).real.flatten()
+        shape = n_rx - n_tx + 1
+        fading |= {
+            "zf_gain_mean": Measured(gain.mean().item(), float(shape)),
+            "zf_gain_variance": Measured(gain.var().item(), float(shape)),
+            "zf_gain_deep_fade_fraction": Measured(_fraction(gain < DEEP_FADE), float(special.gammainc(shape, DEEP_FADE))),
+        }
+    return realized, fading, state.channel.shape[0] * state.channel.shape[1]
 
 
 def summarize(sim: Simulation) -> ChannelStats:
     """Measured realized SNR, fading statistics and BER of ``sim`` beside their theory."""
     spec, channel = sim.spec, sim.channel
-    signal = per_symbol_gains(channel) * sim.transmitted
-    energy = lambda z: (z.real.double() ** 2 + z.imag.double() ** 2).mean().item()  # noqa: E731
-    realized = Measured(10.0 * math.log10(energy(signal) / energy(channel.received - signal)), spec.snr_db)
-    fading = None
-    if channel.block_gains is not None:
-        k = spec.k_factor if spec.kind == "rician" else 0.0
-        los = 1.0 if math.isinf(k) else k / (k + 1.0)  # line-of-sight share of E|h|^2
+    k = spec.k_factor if spec.kind == "rician" else tdl_k_factor(spec.tdl_model) if spec.kind == "tdl" else None
+    fading = draws = coherence = None
+    if sim.mimo is not None:
+        realized, fading, draws = _mimo_summary(sim)
+        coherence = sim.mimo.state.coherence_uses
+    else:
+        signal = per_symbol_gains(channel) * sim.transmitted
+        realized = Measured(10.0 * math.log10(_energy(signal) / _energy(channel.received - signal)), spec.snr_db)
+    if channel is not None and channel.block_gains is not None:
+        k_fading = k or 0.0
+        los = 1.0 if math.isinf(k_fading) else k_fading / (k_fading + 1.0)  # line-of-sight share of E|h|^2
         power = (channel.block_gains.real.double() ** 2 + channel.block_gains.imag.double() ** 2).flatten()
         fading = {
             "mean_power": Measured(power.mean().item(), 1.0),
             "power_variance": Measured(power.var().item(), 1.0 - los**2),  # = (2K + 1) / (K + 1)^2
-            "k_factor": Measured(estimate_k_factor(power), k),
-            "deep_fade_fraction": Measured((power < DEEP_FADE).double().mean().item(),
-                                           0.0 if math.isinf(k) else _rician_expectation(lambda x: 1.0, k, DEEP_FADE)),
+            "k_factor": Measured(estimate_k_factor(power), k_fading),
+            "deep_fade_fraction": Measured(_fraction(power < DEEP_FADE), 0.0 if math.isinf(k_fading)
+                                           else _rician_expectation(lambda x: 1.0, k_fading, DEEP_FADE)),
         }
+        draws = sim.links if spec.kind == "tdl" else power.numel()
+        coherence = None if spec.kind == "tdl" else channel.coherence_symbols
     ber = {}
     for name, bits, decided in zip(sim.modulations, sim.bits, sim.decided_bits):
         errors = int((bits != decided).sum())
         ber[name] = BitErrors(bits.numel(), errors, Measured(errors / bits.numel(), ber_theory(name, spec)))
+    mimo, tdl = spec.kind == "mimo", spec.kind == "tdl"
     return ChannelStats(
-        kind=spec.kind, snr_db=spec.snr_db,
-        k_factor=spec.k_factor if spec.kind == "rician" else None,
-        coherence_symbols=channel.coherence_symbols if channel.block_gains is not None else None,
-        seed=spec.seed, symbols=sim.transmitted.shape[1], noise_variance=channel.noise_variance,
-        realized_snr_db=realized, fading_draws=None if fading is None else power.numel(), fading=fading, ber=ber)
+        kind=spec.kind, snr_db=spec.snr_db, k_factor=k if spec.kind in ("rician", "tdl") else None,
+        coherence_symbols=coherence, seed=spec.seed, symbols=sim.transmitted.shape[1],
+        noise_variance=sim.mimo.state.noise_variance if mimo else channel.noise_variance,
+        realized_snr_db=realized, fading_draws=draws, fading=fading, ber=ber, detector=sim.detector,
+        tx_antennas=spec.tx_antennas if mimo else None, rx_antennas=spec.rx_antennas if mimo else None,
+        mimo_scheme=spec.mimo_scheme if mimo else None, tdl_model=spec.tdl_model if tdl else None,
+        delay_spread_ns=spec.delay_spread_ns if tdl else None, speed_mps=spec.speed_mps if tdl else None)
+
+
+def describe_channel(spec: ChannelSpec, detector: str = "zf") -> str:
+    """A short description of the channel and the receiver, for titles."""
+    if spec.kind == "mimo":
+        receiver = {"svd": "ZF per sub-channel", "zf": "ZF detection", "mmse": "LMMSE detection / gain"}
+        return (f"mimo {spec.tx_antennas}x{spec.rx_antennas} {spec.mimo_scheme} "
+                f"({receiver['svd' if spec.mimo_scheme == 'svd' else detector]})")
+    if spec.kind == "tdl":
+        return f"tdl TDL-{spec.tdl_model}, delay spread {spec.delay_spread_ns:g} ns, {spec.speed_mps:g} m/s"
+    return spec.kind
 
 
 def plot_constellations(sim: Simulation, path: str | Path, max_points: int = 3000) -> Path:
-    """Draw the first ``max_points`` symbols of each modulation received (``y = h x + n``) and
-    after zero-forcing (``y / h``), ideal points in red, to a PNG: one row per modulation,
-    two panels, equal axes clipped to the 99th percentile of |y|."""
+    """Draw the first ``max_points`` symbols of each modulation received (``y = h x + n``; MIMO
+    ``svd``: combined ``r = U^H y = σ s + n``) and after zero-forcing (``y / h``, ``r / σ``; MIMO
+    ``open_loop``: the detector output only), ideal points in red, to a PNG: one row per modulation,
+    one panel per stage, equal axes clipped to the 99th percentile of |y|."""
     from matplotlib.figure import Figure
 
     mapping = _sionna_mapping()
     spec = sim.spec
-    fading = {"awgn": "", "rayleigh": f", coherence {sim.channel.coherence_symbols}",
-              "rician": f", K {spec.k_factor:g}, coherence {sim.channel.coherence_symbols}"}[spec.kind]
-    fig = Figure(figsize=(9, 4.5 * len(sim.modulations)), layout="constrained")
-    fig.suptitle(f"{spec.kind} channel{fading}, Es/N0 {spec.snr_db:g} dB")
-    axes = fig.subplots(len(sim.modulations), 2, squeeze=False)
+    coherence = sim.mimo.state.coherence_uses if sim.mimo is not None else getattr(sim.channel, "coherence_symbols", 0)
+    fading = {"awgn": "", "rayleigh": f", coherence {coherence}",
+              "rician": f", K {spec.k_factor:g}, coherence {coherence}",
+              "mimo": f", coherence {coherence} channel uses", "tdl": ""}[spec.kind]
+    if sim.mimo is not None:
+        before = None if sim.combined is None else (sim.combined, "combined r = U^H y = σ s + n")
+        after = "after ZF r / σ" if spec.mimo_scheme == "svd" else {
+            "zf": "after ZF detection", "mmse": "after LMMSE detection / gain"}[sim.detector]
+    else:
+        before = (sim.channel.received, "received y = h x + n")
+        after = "after zero-forcing y / h"
+    stages = ([before] if before else []) + [(sim.equalized, after)]
+    fig = Figure(figsize=(4.5 * len(stages), 4.5 * len(sim.modulations)), layout="constrained")
+    title = f"{describe_channel(spec, sim.detector)}{fading}, Es/N0 {spec.snr_db:g} dB"
+    fig.suptitle(title if len(stages) > 1 else title.replace(", ", "\n", 1))
+    axes = fig.subplots(len(sim.modulations), len(stages), squeeze=False)
     for row, name in enumerate(sim.modulations):
         ideal = mapping.Constellation("qam", MODULATIONS[name].bits_per_symbol, device="cpu")().numpy()
-        for ax, points, label in ((axes[row, 0], sim.channel.received[row], "received y = h x + n"),
-                                  (axes[row, 1], sim.equalized[row], "after zero-forcing y / h")):
-            points = points[:max_points].numpy()
+        for ax, (points, label) in zip(axes[row], stages):
+            points = points[row, :max_points].numpy()
             limit = max(1.5, 1.1 * float(np.quantile(np.abs(points), 0.99)))
             ax.scatter(points.real, points.imag, s=2, alpha=0.4)
             ax.scatter(ideal.real, ideal.imag, s=30, c="red", marker="x")
