@@ -5,7 +5,7 @@
 Each batch is split into groups; every group draws its own channel (AWGN or Rayleigh
 block fading with a random coherence length), SNR (uniform in dB) and rate (one of the
 served per-token symbol counts), and passes through the very channel and MMSE equalizer
-code the services use. Loss: MSE. The schedule (warm-up, then cosine) runs over
+code the services use (:mod:`shared.channel.link`). Loss: MSE. The schedule (warm-up, then cosine) runs over
 ``steps`` or ``max_minutes``, whichever ends first, so a run on a slow machine still
 anneals. Resumable: re-running the command continues from ``run_dir/checkpoint.pt``.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from shared.channel import ChannelSpec, apply_channel, make_generator, mmse_equalize, per_symbol_gains
+from shared.channel import ChannelSpec, make_generator
+from shared.channel.link import receive, transmit
 from shared.models import DeepJSCC, DeepJSCCConfig
 from shared.models.io import save_deepjscc
 from shared.quality import psnr
@@ -34,8 +35,7 @@ def transmit(model: DeepJSCC, images: torch.Tensor, spec: ChannelSpec, k: int, g
     snr = torch.full((images.shape[0],), spec.snr_db, device=images.device)
     grid = (images.shape[-2] // model.config.downscale, images.shape[-1] // model.config.downscale)
     symbols, _ = power_normalize(model.encode(images, snr, k))
-    channel = apply_channel(symbols, spec, generator)
-    equalized = mmse_equalize(channel.received, per_symbol_gains(channel), channel.noise_variance)
+    equalized = receive(transmit(symbols, spec, generator), spec)
     return model.decode(equalized.symbols, snr, k, grid)
 
 
