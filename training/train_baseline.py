@@ -30,7 +30,7 @@ from shared.symbols import power_normalize
 from training.data import RandomCrops, center_crops, list_images
 
 
-def transmit(model: DeepJSCC, images: torch.Tensor, spec: ChannelSpec, k: int, generator=None) -> torch.Tensor:
+def round_trip(model: DeepJSCC, images: torch.Tensor, spec: ChannelSpec, k: int, generator=None) -> torch.Tensor:
     """Images -> symbols -> channel -> MMSE -> images, differentiably: (B, 3, S, S) -> same."""
     snr = torch.full((images.shape[0],), spec.snr_db, device=images.device)
     grid = (images.shape[-2] // model.config.downscale, images.shape[-1] // model.config.downscale)
@@ -62,7 +62,7 @@ def validate(model: DeepJSCC, images: torch.Tensor, cfg: dict) -> dict:
     result = {}
     for k in cfg["model"]["trained_symbols_per_token"]:
         for snr in (1.0, 10.0, 19.0):
-            out = transmit(model, images, ChannelSpec("awgn", snr), k, make_generator(0))
+            out = round_trip(model, images, ChannelSpec("awgn", snr), k, make_generator(0))
             result[f"psnr_k{k}_snr{snr:g}"] = round(float(psnr(images, out).mean()), 3)
     model.train()
     return result
@@ -130,7 +130,7 @@ def main(argv=None) -> None:
         loss = 0.0
         for chunk in images.split(group_size):
             spec, k = draw_spec(cfg, g)
-            loss = loss + torch.nn.functional.mse_loss(transmit(model, chunk, spec, k, g), chunk)
+            loss = loss + torch.nn.functional.mse_loss(round_trip(model, chunk, spec, k, g), chunk)
         loss = loss / cfg["groups_per_batch"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
