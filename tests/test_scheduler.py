@@ -142,3 +142,39 @@ def test_receiver_batches_concurrent_requests_and_honours_deadlines(batching_cha
     assert all("queue" in results[str(i)].latency_ms for i in range(8))
     assert status_code(results["expired"]) is grpc.StatusCode.DEADLINE_EXCEEDED
     assert status_code(results["bad-deadline"]) is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cancelled_stream_frees_its_queued_work(tiny_weights):
+    from prometheus_client import REGISTRY
+
+    from channel_emulator.server import propagate
+    from receiver.server import register
+    from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
+    from shared.rpc import insecure_channel, start_server
+    from transmitter.server import encode_request
+
+    config = load_config(weights=str(tiny_weights), device="cpu", bind_host="127.0.0.1", receiver_workers=1,
+                         receiver_max_batch=1, receiver_max_wait_ms=0.0)
+    model = load_deepjscc(config.weights)
+    frames = [propagate(encode_request(model, SendOptions(seed=i).request(str(i), image_bytes(256, 256)), config)[0],
+                        config) for i in range(20)]
+    before = REGISTRY.get_sample_value("semcom_dropped_total", {"service": "receiver", "reason": "cancelled"}) or 0
+
+    async def run():
+        service = ReceiverService(config, model)
+        server, port = await start_server(config, 0, "Receiver", register(service))
+        try:
+            async with insecure_channel(f"127.0.0.1:{port}", config) as channel:
+                call = pb_grpc.ReceiverStub(channel).Receive(iter(frames))
+                first = await call.read()
+                call.cancel()
+            await asyncio.sleep(0.3)
+            return first
+        finally:
+            await server.stop(0)
+            await service.close()
+
+    first = asyncio.run(run())
+    assert status_code(first) is grpc.StatusCode.OK
+    dropped = REGISTRY.get_sample_value("semcom_dropped_total", {"service": "receiver", "reason": "cancelled"}) - before
+    assert dropped >= 5  # queued frames of the cancelled stream were never decoded
