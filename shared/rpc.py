@@ -23,8 +23,13 @@ def message_options(config: SemcomConfig) -> list[tuple[str, int]]:
 
 
 def insecure_channel(target: str, config: SemcomConfig) -> grpc.aio.Channel:
-    """An asyncio channel to ``target`` with the project's message limits."""
-    return grpc.aio.insecure_channel(target, options=message_options(config))
+    """An asyncio channel to ``target`` with the project's message limits.
+
+    Round-robin load balancing: when ``target`` resolves to several addresses (e.g. the
+    replicas of ``docker compose up --scale receiver=N`` behind one DNS name), streams are
+    spread over them.
+    """
+    return grpc.aio.insecure_channel(target, options=[*message_options(config), ("grpc.lb_policy_name", "round_robin")])
 
 
 async def start_server(config: SemcomConfig, port: int, service_name: str, register) -> tuple[grpc.aio.Server, int]:
