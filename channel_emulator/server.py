@@ -1,8 +1,12 @@
-"""Channel emulator service: symbols -> fading and noise -> received symbols + channel state -> receiver."""
+"""Channel emulator service: symbols -> fading and noise -> received symbols + channel state -> receiver.
+
+Frames wait in one bounded per-user round-robin queue (:class:`shared.fairqueue.FairStage`;
+``SEMCOM_CHANNEL_WORKERS``, ``SEMCOM_CHANNEL_QUEUE_SIZE``, ``SEMCOM_CHANNEL_SCHEDULER``):
+full -> RESOURCE_EXHAUSTED, deadline passed -> DEADLINE_EXCEEDED, cancelled -> dropped.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
@@ -11,6 +15,7 @@ from shared.channel import make_generator
 from shared.channel.link import transmit
 from shared.codec import achieved_cbr
 from shared.config import SemcomConfig
+from shared.fairqueue import FairStage
 from shared.messages import channel_spec, transmission_to_wire
 from shared.rpc import insecure_channel
 from shared.streaming import StreamSession
@@ -46,13 +51,17 @@ class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
 
     def __init__(self, config: SemcomConfig):
         self.config = config
-        self.executor = ThreadPoolExecutor(2, thread_name_prefix="channel")
+        self.executor = ThreadPoolExecutor(config.channel_workers, thread_name_prefix="channel")
+        self.stage = FairStage(SERVICE, config.channel_workers, config.channel_queue_size, config.channel_scheduler,
+                               self.executor, latency_key="channel_queue")
         self.channel = insecure_channel(config.receiver_target, config)
         self.receiver_stub = pb_grpc.ReceiverStub(self.channel)
 
     async def _handle(self, frame: pb.SymbolFrame, session: StreamSession) -> None:
-        loop = asyncio.get_running_loop()
-        received = await loop.run_in_executor(self.executor, propagate, frame, self.config)
+        latency: dict[str, float] = {}
+        received = await self.stage.run(frame.user_id, frame.deadline_unix_ms / 1000.0 or None, propagate, frame,
+                                        self.config, latency=latency)
+        received.frame.latency_ms.update(latency)
         session.forward(frame.request_id, received)
 
     async def Propagate(self, request_iterator, context):
@@ -66,6 +75,7 @@ class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
             yield result
 
     async def close(self) -> None:
+        await self.stage.close()
         await self.channel.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 

@@ -23,11 +23,12 @@ import grpc
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import ChannelSpec
+from shared.adaptive_codec import DecodedImage, SideInformationLost, decode_adaptive_batch
 from shared.codec import equalize_and_decode_batch
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
 from shared.messages import MODE_NFE, channel_spec, decoder_mode, transmission_from_wire
-from shared.models import DeepJSCC
+from shared.models import DeepJSCC, RateAdaptiveJSCC
 from shared.rpc import code_for_exception, error_result
 from shared.streaming import StreamSession
 from shared.telemetry import (BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, USER_LATENCY,
@@ -39,35 +40,61 @@ SERVICE = "receiver"
 log = logging.getLogger("semcom.receiver")
 
 
-def frame_geometry(model: DeepJSCC, frame: pb.SymbolFrame) -> int:
-    """Check a frame's layout against the model; returns the symbols per token."""
+def frame_geometry(model: DeepJSCC | RateAdaptiveJSCC, frame: pb.SymbolFrame) -> int:
+    """Check a frame's layout against the model; returns what frames must share to be decoded
+    in one pass besides mode and grid: the symbols per token of the fixed-rate model, 0 for the
+    rate-adaptive one (any allocations batch together)."""
     tokens = frame.grid_height * frame.grid_width
-    if tokens == 0 or len(frame.token_lengths) != tokens:
-        raise ValueError(f"frame has {len(frame.token_lengths)} token lengths for a {frame.grid_height}x{frame.grid_width} grid")
+    scale = model.config.downscale
+    if tokens == 0 or not (0 < frame.image_height <= frame.grid_height * scale
+                           and 0 < frame.image_width <= frame.grid_width * scale):
+        raise ValueError(f"image size {frame.image_height}x{frame.image_width} does not fit the "
+                         f"{frame.grid_height}x{frame.grid_width} token grid")
+    if isinstance(model, RateAdaptiveJSCC):
+        cells = model.config.hyper_downscale
+        if frame.grid_height % cells or frame.grid_width % cells:
+            raise ValueError(f"token grid {frame.grid_height}x{frame.grid_width} is not a multiple of {cells}")
+        if frame.token_lengths or not 0 < frame.side_channel_symbols < frame.num_symbols:
+            raise ValueError("frame is not from the rate-adaptive codec this receiver serves "
+                             f"({frame.side_channel_symbols} side-channel symbols of {frame.num_symbols})")
+        return 0
+    if len(frame.token_lengths) != tokens or frame.side_channel_symbols:
+        raise ValueError(f"frame has {len(frame.token_lengths)} token lengths for a {frame.grid_height}x"
+                         f"{frame.grid_width} grid; the fixed-rate model this receiver serves needs one per token")
     k = frame.token_lengths[0]
     if any(length != k for length in frame.token_lengths) or k not in model.config.trained_symbols_per_token:
         raise ValueError(f"token lengths {sorted(set(frame.token_lengths))} are not served by the fixed-rate model")
     if frame.num_symbols != tokens * k:
         raise ValueError(f"frame holds {frame.num_symbols} symbols, its tokens need {tokens * k}")
-    scale = model.config.downscale
-    if not (0 < frame.image_height <= frame.grid_height * scale and 0 < frame.image_width <= frame.grid_width * scale):
-        raise ValueError(f"image size {frame.image_height}x{frame.image_width} does not fit the token grid")
     return k
 
 
-def reconstruct_batch(model: DeepJSCC, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec], k: int) -> list[pb.ImageResult]:
-    """Equalize and decode frames that share a grid and rate, in one decoder pass."""
+def reconstruct_batch(
+    model: DeepJSCC | RateAdaptiveJSCC, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec], k: int
+) -> list[pb.ImageResult]:
+    """Equalize and decode frames that share a grid (and, fixed-rate, a rate) in one decoder
+    pass; a rate-adaptive frame whose side information was lost is answered DATA_LOSS."""
     frames = [received.frame for received in batch]
     grid = (frames[0].grid_height, frames[0].grid_width)
+    sizes = [(f.image_height, f.image_width) for f in frames]
     latency: dict[str, float] = {}
     transmissions = [transmission_from_wire(r.frame.symbols, r.frame.num_symbols, r.state, spec)
                      for r, spec in zip(batch, specs)]
-    images = equalize_and_decode_batch(model, transmissions, specs, k, grid,
-                                       [(f.image_height, f.image_width) for f in frames],
-                                       stage_timer=lambda stage: timed(SERVICE, stage, latency))
+    timer = lambda stage: timed(SERVICE, stage, latency)  # noqa: E731
+    if isinstance(model, RateAdaptiveJSCC):
+        jscc = [f.num_symbols - f.side_channel_symbols for f in frames]
+        outcomes = decode_adaptive_batch(model, transmissions, specs, jscc, grid, sizes, stage_timer=timer)
+    else:
+        outcomes = [DecodedImage(image, 0)
+                    for image in equalize_and_decode_batch(model, transmissions, specs, k, grid, sizes, stage_timer=timer)]
     results = []
-    for received, image in zip(batch, images):
+    for received, outcome in zip(batch, outcomes):
         frame = received.frame
+        if isinstance(outcome, SideInformationLost):
+            DROPS.labels(SERVICE, "side_information_lost").inc()
+            results.append(error_result(frame.request_id, frame.user_id, grpc.StatusCode.DATA_LOSS, str(outcome)))
+            continue
+        image = outcome.image
         stage_latency = {**frame.latency_ms, **latency}
         with timed(SERVICE, "reconstruct", stage_latency):
             png = encode_png(image)
@@ -82,7 +109,7 @@ def reconstruct_batch(model: DeepJSCC, batch: list[pb.ReceivedFrame], specs: lis
             target_cbr=frame.target_cbr,
             achieved_cbr=frame.achieved_cbr,
             num_symbols=frame.num_symbols,
-            side_information_bytes=len(frame.side_information),
+            side_information_bytes=outcome.side_information_bytes,
             mode=frame.mode,
             nfe=MODE_NFE[frame.mode],
             channel=frame.channel,
@@ -106,7 +133,7 @@ class Pending:
 class DecodeWorkerPool:
     """``workers`` concurrent decode workers over one :class:`FairBatchQueue`."""
 
-    def __init__(self, model: DeepJSCC, config: SemcomConfig):
+    def __init__(self, model: DeepJSCC | RateAdaptiveJSCC, config: SemcomConfig):
         self.model = model
         self.config = config
         if config.receiver_scheduler not in ("fair", "fifo"):
@@ -189,7 +216,7 @@ class DecodeWorkerPool:
 
 
 class ReceiverService(pb_grpc.ReceiverServicer):
-    def __init__(self, config: SemcomConfig, model: DeepJSCC):
+    def __init__(self, config: SemcomConfig, model: DeepJSCC | RateAdaptiveJSCC):
         self.pool = DecodeWorkerPool(model, config)
 
     async def _handle(self, received: pb.ReceivedFrame, session: StreamSession) -> None:

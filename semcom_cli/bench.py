@@ -36,8 +36,10 @@ from .launcher import ServiceProcesses
 
 SCHEDULERS = {
     "sequential": {"SEMCOM_RECEIVER_WORKERS": "1", "SEMCOM_RECEIVER_MAX_BATCH": "1",
-                   "SEMCOM_RECEIVER_SCHEDULER": "fifo", "SEMCOM_RECEIVER_MAX_WAIT_MS": "0"},
-    "mugsc": {"SEMCOM_RECEIVER_SCHEDULER": "fair"},
+                   "SEMCOM_RECEIVER_SCHEDULER": "fifo", "SEMCOM_RECEIVER_MAX_WAIT_MS": "0",
+                   "SEMCOM_TRANSMITTER_SCHEDULER": "fifo", "SEMCOM_CHANNEL_SCHEDULER": "fifo"},
+    "mugsc": {"SEMCOM_RECEIVER_SCHEDULER": "fair", "SEMCOM_TRANSMITTER_SCHEDULER": "fair",
+              "SEMCOM_CHANNEL_SCHEDULER": "fair"},
 }
 PORT_FIELDS = ("TRANSMITTER_PORT", "CHANNEL_PORT", "RECEIVER_PORT",
                "TRANSMITTER_METRICS_PORT", "CHANNEL_METRICS_PORT", "RECEIVER_METRICS_PORT")
@@ -122,8 +124,9 @@ async def load_run(target: str, users: int, duration_s: float, image: bytes, opt
     if flood > 1:
         steady = [x for s in stats[1:] for x in s.latencies_s]
         report["flooder_p95_ms"] = round(1000 * percentile(stats[0].latencies_s, 0.95), 1)
-        report["others_p95_ms"] = round(1000 * percentile(steady, 0.95), 1)
-        report["others_p99_ms"] = round(1000 * percentile(steady, 0.99), 1)
+        report["flooder_answered"] = len(stats[0].latencies_s)
+        for q in (50, 95, 99):
+            report[f"others_p{q}_ms"] = round(1000 * percentile(steady, q / 100), 1)
     return report
 
 
@@ -158,7 +161,10 @@ def run_load(args) -> int:
                 print(json.dumps(report) if args.json else
                       f"{scheduler:>10} U={users:<3} {report['throughput']:7.2f} img/s  p50 {report['p50_ms']:8.1f}  "
                       f"p95 {report['p95_ms']:8.1f}  p99 {report['p99_ms']:8.1f} ms  sent {report['sent']} "
-                      f"answered {report['answered']} {report['statuses']}", flush=True)
+                      f"answered {report['answered']} {report['statuses']}"
+                      + (f"  flooder p95 {report['flooder_p95_ms']:.1f} ms; others p50 {report['others_p50_ms']:.1f}"
+                         f"  p95 {report['others_p95_ms']:.1f}  p99 {report['others_p99_ms']:.1f} ms"
+                         if "others_p95_ms" in report else ""), flush=True)
     if not args.json and set(args.schedulers) == set(SCHEDULERS):
         by_key = {(r["scheduler"], r["users"]): r for r in reports}
         for users in args.users:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import SemcomConfig
 from shared.rpc import insecure_channel, status_code
+
+from .health import check_health  # noqa: F401  (re-exported: launcher, tests)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
@@ -84,17 +84,6 @@ async def stream_requests(target: str, requests: list[pb.ImageRequest], config: 
         call = stub.Transmit(requests_iter(), timeout=timeout_s, wait_for_ready=False)
         async for result in call:
             yield result
-
-
-async def check_health(target: str, timeout_s: float = 2.0, service: str = "") -> bool:
-    """True when the gRPC health service at ``target`` answers SERVING."""
-    try:
-        async with grpc.aio.insecure_channel(target) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-    except (grpc.aio.AioRpcError, asyncio.TimeoutError):
-        return False
 
 
 def is_ok(result: pb.ImageResult) -> bool:

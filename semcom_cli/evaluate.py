@@ -13,6 +13,8 @@ Writes to --out:
   grid.png           the first image's reconstructions, systems x SNRs (first channel, CBR)
 
 Systems, all at the same target CBR:
+  adaptive       the rate-adaptive codec: hyperprior symbol allocation per token, side
+                 information over a protected LDPC side channel, counted in the CBR
   deepjscc       the fixed-rate SNR-adaptive DeepJSCC baseline (shipped weights)
   jpeg-ldpc      JPEG (Pillow) + 5G NR LDPC + QAM (Sionna), the best modulation and code
   avif-ldpc      rate for the nominal SNR (AWGN thresholds measured on this link), decoded
@@ -37,23 +39,25 @@ from tqdm import tqdm
 
 from shared.channel import CHANNEL_KINDS, ChannelSpec
 from shared.codec import parse_cbr
-from shared.config import DEFAULT_WEIGHTS, load_config
-from shared.evaluation import System, capacity_system, channel_seed, deepjscc_system, separation_system
+from shared.config import DEFAULT_WEIGHTS, RATE_ADAPTIVE_WEIGHTS, load_config
+from shared.evaluation import (System, capacity_system, channel_seed, deepjscc_system, rate_adaptive_system,
+                               separation_system)
 from shared.imageio import load_image_file
 from shared.quality import ms_ssim, psnr
 
 from . import argtypes
 
 FIELDS = ("system", "channel", "cbr", "snr_db", "image", "achieved_cbr", "psnr", "ms_ssim", "info")
-SYSTEMS = ("deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity")
+SYSTEMS = ("adaptive", "deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
-def build_systems(names: list[str], weights: str, device: str) -> dict[str, System]:
-    from shared.models.io import load_deepjscc
+def build_systems(names: list[str], weights: str, adaptive_weights: str, device: str) -> dict[str, System]:
+    from shared.models.io import load_model
 
     factories = {
-        "deepjscc": lambda: deepjscc_system(load_deepjscc(weights, device)),
+        "adaptive": lambda: rate_adaptive_system(load_model(adaptive_weights, device)),
+        "deepjscc": lambda: deepjscc_system(load_model(weights, device)),
         "jpeg-ldpc": lambda: separation_system("jpeg"),
         "avif-ldpc": lambda: separation_system("avif"),
         "avif-capacity": lambda: capacity_system("avif"),
@@ -198,9 +202,10 @@ def run_eval(args) -> int:
         files = list_images(args.data)[: args.limit]
         for kind in args.channel:
             channel_spec(args, kind, args.snr[0], 0)
-        systems = build_systems(args.systems, args.weights, load_config(device=args.device).resolve_device())
+        device = load_config(device=args.device).resolve_device()
+        systems = build_systems(args.systems, args.weights, args.adaptive_weights, device)
         for cbr in args.cbr:  # a system that does not serve a CBR says so now, not mid-run
-            systems[args.systems[0]](load_image_file(files[0])[:, :32, :32], ChannelSpec(), cbr)
+            systems[args.systems[0]](load_image_file(files[0])[:, :256, :256], ChannelSpec(), cbr)
     except (FileNotFoundError, ValueError, NotImplementedError) as exc:
         print(f"semcom eval: {exc}", file=sys.stderr)
         return 2
@@ -238,6 +243,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--k-factor", type=argtypes.finite, default=1.0, help="Rician K (default 1)")
     parser.add_argument("--antennas", type=int, nargs=2, default=[2, 2], metavar=("NT", "NR"), help="MIMO antennas")
     parser.add_argument("--tdl-model", default="A", help="3GPP TDL profile A..E (default A)")
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="DeepJSCC weights")
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="fixed-rate DeepJSCC weights")
+    parser.add_argument("--adaptive-weights", default=str(RATE_ADAPTIVE_WEIGHTS), help="rate-adaptive codec weights")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
     parser.set_defaults(func=run_eval)

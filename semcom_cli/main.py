@@ -35,7 +35,8 @@ from shared.config import REPO_ROOT, load_config
 from shared.messages import DECODER_MODES
 
 from . import argtypes, bench, channel_stats, evaluate
-from .client import SendOptions, check_health, expand_images, is_ok, stream_requests
+from . import health as health_cli
+from .client import SendOptions, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
 
 STAGES = ("decode_input", "encode", "channel", "equalize", "decode", "end_to_end")
@@ -213,12 +214,6 @@ def run_demo(args) -> int:
     return 0 if all(s[2] == s[3] for s in summary) else 1
 
 
-def run_health(args) -> int:
-    healthy = asyncio.run(check_health(args.target, args.timeout))
-    print("SERVING" if healthy else "NOT SERVING", file=sys.stderr)
-    return 0 if healthy else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semcom", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -260,9 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
 
     health = sub.add_parser("health", help="check a service's gRPC health (exit 0 when SERVING)")
-    health.add_argument("--target", required=True, help="host:port of any semcom service")
-    health.add_argument("--timeout", type=float, default=2.0)
-    health.set_defaults(func=run_health)
+    health_cli.add_arguments(health)
+    health.set_defaults(func=health_cli.run)
     return parser
 
 

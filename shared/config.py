@@ -15,6 +15,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "deepjscc_baseline.safetensors"
+RATE_ADAPTIVE_WEIGHTS = REPO_ROOT / "weights" / "rate_adaptive.safetensors"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class SemcomConfig:
     transmitter_metrics_port: int = 9101
     channel_metrics_port: int = 9102
     receiver_metrics_port: int = 9103
+    # Servers close each client connection after this many seconds (0: never; streams in
+    # flight finish first), so clients re-resolve DNS and spread over replicas that were
+    # added later (docker compose up --scale receiver=N).
+    grpc_max_connection_age_s: float = 0.0
     # gRPC message size limit in bytes; a 24 MP photo as PNG or its symbols fit.
     max_message_bytes: int = 256 * 1024 * 1024
     # Input validation.
@@ -52,7 +57,14 @@ class SemcomConfig:
     receiver_max_batch: int = 8  # images decoded together (same grid, rate and mode)
     receiver_max_wait_ms: float = 2.0  # how long a worker waits to fill a batch
     receiver_scheduler: str = "fair"  # "fair": per-user round robin; "fifo": arrival order
+    # Transmitter encoder and channel emulator: workers behind one bounded queue each,
+    # served per user round robin ("fair") or in arrival order ("fifo").
     transmitter_workers: int = 2
+    transmitter_queue_size: int = 256
+    transmitter_scheduler: str = "fair"
+    channel_workers: int = 2
+    channel_queue_size: int = 256
+    channel_scheduler: str = "fair"
     # Logging.
     log_level: str = "INFO"
 

@@ -17,8 +17,9 @@ import torch
 
 from .channel import ChannelSpec, make_generator
 from .channel.link import transmit
+from .adaptive_codec import SideInformationLost, decode_adaptive_batch, encode_adaptive
 from .codec import achieved_cbr, encode_image, equalize_and_decode
-from .models import DeepJSCC
+from .models import DeepJSCC, RateAdaptiveJSCC
 
 
 @dataclass
@@ -59,6 +60,25 @@ def deepjscc_system(model: DeepJSCC) -> System:
         decoded = equalize_and_decode(model, transmission, spec, encoded.symbols_per_token, encoded.grid,
                                       encoded.image_size)
         return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size))
+
+    return run
+
+
+def rate_adaptive_system(model: RateAdaptiveJSCC) -> System:
+    """The rate-adaptive codec: hyperprior allocation, JSCC symbols and the protected side
+    channel in one frame; a lost side channel loses the image (mid-grey, ``failed`` = 1)."""
+    from .separation import GREY
+
+    def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
+        encoded = encode_adaptive(model, image, spec, cbr)
+        transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
+        (outcome,) = decode_adaptive_batch(model, [transmission], [spec], [encoded.jscc_symbols], encoded.grid,
+                                           [encoded.image_size])
+        lost = isinstance(outcome, SideInformationLost)
+        info = {"side_symbols": encoded.side_symbols, "side_bytes": len(encoded.side_information),
+                "mean_symbols_per_token": round(float(encoded.symbol_map.float().mean()), 3), "failed": int(lost)}
+        decoded = torch.full_like(image, GREY) if lost else outcome.image
+        return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size), info)
 
     return run
 

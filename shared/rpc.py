@@ -38,7 +38,11 @@ async def start_server(config: SemcomConfig, port: int, service_name: str, regis
     ``register(server)`` adds the servicer. ``port`` 0 picks a free port. Returns the
     server and the bound port.
     """
-    server = grpc.aio.server(options=message_options(config))
+    options = message_options(config)
+    if config.grpc_max_connection_age_s > 0:
+        # GOAWAY after this age: clients reconnect, re-resolve and see replicas added since.
+        options.append(("grpc.max_connection_age_ms", int(config.grpc_max_connection_age_s * 1000)))
+    server = grpc.aio.server(options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

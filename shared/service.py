@@ -24,11 +24,11 @@ def load_model(config: SemcomConfig):
     """The codec of ``config.weights`` on ``config.device``."""
     import torch
 
-    from .models.io import load_deepjscc
+    from .models.io import load_model as load_weights
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    return load_deepjscc(config.weights, config.resolve_device())
+    return load_weights(config.weights, config.resolve_device())
 
 
 async def serve(config: SemcomConfig, service_name: str, port: int, metrics_port: int,

@@ -71,7 +71,7 @@ class StreamSession:
         try:
             await self._handle(request, self)
         except Exception as exc:  # every request gets an answer; the stream goes on
-            code = code_for_exception(exc)
+            code = getattr(exc, "grpc_code", None) or code_for_exception(exc)  # e.g. a fair queue's refusal
             if code is grpc.StatusCode.INTERNAL:
                 log.exception("%s: request %s failed", self.service, request_id)
             self.answer(error_result(request_id, user_id, code, str(exc) or type(exc).__name__))

@@ -45,7 +45,7 @@ from receiver.server import ReceiverService  # noqa: E402
 from receiver.server import register as register_receiver  # noqa: E402
 from shared.config import load_config  # noqa: E402
 from shared.models import DeepJSCC, DeepJSCCConfig  # noqa: E402
-from shared.models.io import save_deepjscc  # noqa: E402
+from shared.models.io import save_model  # noqa: E402
 from shared.rpc import start_server  # noqa: E402
 from transmitter.server import TransmitterService  # noqa: E402
 from transmitter.server import register as register_transmitter  # noqa: E402
@@ -64,7 +64,7 @@ def tiny_weights(tmp_path_factory):
     """Path of an untrained tiny DeepJSCC in the shipped weights format."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_deepjscc(DeepJSCC(TINY), path, {"purpose": "tests"})
+    save_model(DeepJSCC(TINY), path, {"purpose": "tests"})
     return path
 
 
@@ -82,9 +82,9 @@ class Chain:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
 
     async def _start(self, channel_target: str | None):
-        from shared.models.io import load_deepjscc
+        from shared.models.io import load_model
 
-        model = load_deepjscc(self.config.weights)
+        model = load_model(self.config.weights)
         receiver = ReceiverService(self.config, model)
         server, rx_port = await start_server(self.config, 0, "Receiver", register_receiver(receiver))
         self.servers.append(server)

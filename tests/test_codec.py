@@ -21,7 +21,7 @@ from shared.codec import (
     parse_cbr,
 )
 from shared.models import DeepJSCC, DeepJSCCConfig, latent_to_symbols, symbols_to_latent
-from shared.models.io import load_deepjscc, read_metadata, save_deepjscc
+from shared.models.io import load_model, read_metadata, save_model
 
 TINY = DeepJSCCConfig(widths=(8, 8, 8, 8))
 CBR_HIGH = Fraction(1, 24)  # k = 32
@@ -186,9 +186,9 @@ def test_save_load_round_trip(tmp_path, make_image):
     torch.manual_seed(5)
     original = DeepJSCC(DeepJSCCConfig(widths=(8, 8, 12, 12), trained_symbols_per_token=(16,))).eval()
     path = tmp_path / "nested" / "tiny.safetensors"
-    save_deepjscc(original, path, provenance={"steps": 3, "dataset": "synthetic"})
+    save_model(original, path, provenance={"steps": 3, "dataset": "synthetic"})
 
-    loaded = load_deepjscc(path)
+    loaded = load_model(path)
     assert loaded.config == original.config
     assert not loaded.training
     metadata = read_metadata(path)
@@ -209,4 +209,4 @@ def test_save_load_round_trip(tmp_path, make_image):
 
 def test_load_missing_weights_names_training_command(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"python -m training\.train_baseline"):
-        load_deepjscc(tmp_path / "absent.safetensors")
+        load_model(tmp_path / "absent.safetensors")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shared.models.io import load_deepjscc, read_metadata
+from shared.models.io import load_model, read_metadata
 from training.train_baseline import main
 
 from .test_services import image_bytes
@@ -28,7 +28,7 @@ def test_train_resume_and_export(tmp_path):
     main(["--config", str(path), "--device", "cpu"])  # resumes at step 2, runs to 4
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
-    model = load_deepjscc(tmp_path / "w.safetensors")
+    model = load_model(tmp_path / "w.safetensors")
     assert model.config.widths == (8, 8, 8, 8)
     provenance = read_metadata(tmp_path / "w.safetensors")["provenance"]
     assert provenance["steps"] == 4 and provenance["script"] == "training/train_baseline.py"

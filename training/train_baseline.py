@@ -12,11 +12,7 @@ anneals. Resumable: re-running the command continues from ``run_dir/checkpoint.p
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import time
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -24,10 +20,10 @@ from tqdm import tqdm
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit
 from shared.models import DeepJSCC, DeepJSCCConfig
-from shared.models.io import save_deepjscc
+from shared.models.io import save_model
 from shared.quality import psnr
 from shared.symbols import power_normalize
-from training.data import RandomCrops, center_crops, list_images
+from training.loop import TrainingRun, parse_config
 
 
 def round_trip(model: DeepJSCC, images: torch.Tensor, spec: ChannelSpec, k: int, generator=None) -> torch.Tensor:
@@ -37,12 +33,6 @@ def round_trip(model: DeepJSCC, images: torch.Tensor, spec: ChannelSpec, k: int,
     symbols, _ = power_normalize(model.encode(images, snr, k))
     equalized = receive(transmit(symbols, spec, generator), spec)
     return model.decode(equalized.symbols, snr, k, grid)
-
-
-def learning_rate(cfg: dict, step: int, progress: float) -> float:
-    if step < cfg["warmup_steps"]:
-        return cfg["lr"] * (step + 1) / cfg["warmup_steps"]
-    return cfg["min_lr"] + 0.5 * (cfg["lr"] - cfg["min_lr"]) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def draw_spec(cfg: dict, g: torch.Generator) -> tuple[ChannelSpec, int]:
@@ -69,63 +59,19 @@ def validate(model: DeepJSCC, images: torch.Tensor, cfg: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="training/configs/baseline.json", help="JSON training config")
-    parser.add_argument("--max-minutes", type=float, help="override the config's wall-clock budget")
-    parser.add_argument("--steps", type=int, help="override the config's step budget")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    args = parser.parse_args(argv)
-
-    cfg = json.loads(Path(args.config).read_text())
-    for key in ("max_minutes", "steps"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg["threads"])
-    torch.manual_seed(cfg["seed"])
-    g = make_generator(cfg["seed"])
-
-    run_dir = Path(cfg["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    train_files = [f for d in cfg["train_dirs"] for f in list_images(d)]
-    val_files = list_images(cfg["val_dir"])[: cfg["val_images"]]
-    data = RandomCrops(train_files, cfg["crop"], g)
-    val_images = center_crops(val_files, cfg["crop"] * 2).to(device)
+    cfg, device = parse_config(__doc__, "training/configs/baseline.json", argv)
+    run = TrainingRun(cfg, device)
+    g = run.generator
+    data, val_images = run.datasets()
 
     model = DeepJSCC(DeepJSCCConfig.from_dict(cfg["model"])).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    step, elapsed = 0, 0.0
-    checkpoint_path = run_dir / "checkpoint.pt"
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed"]
-        g.set_state(state["generator"])
-        print(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min)")
-
-    def save_checkpoint():
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-             "elapsed": elapsed, "generator": g.get_state(), "config": cfg},
-            checkpoint_path,
-        )
-
-    budget_s = cfg["max_minutes"] * 60
-    log = (run_dir / "log.jsonl").open("a")
-    bar = tqdm(total=cfg["steps"], initial=step, desc="training", unit="step")
+    run.resume(model, optimizer)
+    bar = tqdm(total=cfg["steps"], initial=run.step, desc="training", unit="step")
     group_size = cfg["batch_size"] // cfg["groups_per_batch"]
-    start = time.time() - elapsed
     model.train()
-    while True:
-        elapsed = time.time() - start
-        progress = max(step / cfg["steps"], elapsed / budget_s)
-        if progress >= 1.0:
-            break
-        lr = learning_rate(cfg, step, progress)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    while run.progress() < 1.0:
+        lr = run.set_learning_rate(optimizer)
         images = data.batch(cfg["batch_size"]).to(device)
         loss = 0.0
         for chunk in images.split(group_size):
@@ -136,25 +82,20 @@ def main(argv=None) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        step += 1
+        run.step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-        if step % cfg["val_every"] == 0:
-            record = {"step": step, "minutes": round((time.time() - start) / 60, 2), "lr": lr,
-                      "train_mse": round(loss.item(), 6), **validate(model, val_images, cfg)}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+        if run.step % cfg["val_every"] == 0:
+            record = {"step": run.step, "minutes": run.minutes, "lr": lr, "train_mse": round(loss.item(), 6),
+                      **validate(model, val_images, cfg)}
+            run.log(record)
             tqdm.write(json.dumps(record))
-            elapsed = time.time() - start
-            save_checkpoint()
+            run.save(model, optimizer)
     bar.close()
-    save_checkpoint()
+    run.save(model, optimizer)
     final = validate(model, val_images, cfg)
-    provenance = {"script": "training/train_baseline.py", "config": cfg, "steps": step,
-                  "minutes": round(elapsed / 60, 1), "device": device,
-                  "torch": torch.__version__, "validation_psnr": final}
-    save_deepjscc(model, cfg["output"], provenance)
-    print(json.dumps({"saved": cfg["output"], **provenance["validation_psnr"], "steps": step}))
+    save_model(model, cfg["output"], run.provenance("training/train_baseline.py", validation_psnr=final))
+    print(json.dumps({"saved": cfg["output"], **final, "steps": run.step}))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ adds the quality figures and the end-to-end latency.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import time
@@ -19,11 +18,13 @@ import torch
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
+from shared.adaptive_codec import encode_adaptive
 from shared.codec import encode_image
 from shared.config import SemcomConfig
+from shared.fairqueue import FairStage
 from shared.imageio import decode_image, load_image_file
 from shared.messages import channel_spec, deadline_unix_ms, decoder_mode, target_cbr
-from shared.models import DeepJSCC
+from shared.models import DeepJSCC, RateAdaptiveJSCC
 from shared.quality import ms_ssim, psnr
 from shared.rpc import insecure_channel, status_code
 from shared.streaming import StreamSession
@@ -31,7 +32,6 @@ from shared.symbols import pack_complex
 from shared.telemetry import SYMBOLS, STAGE_LATENCY, timed
 
 SERVICE = "transmitter"
-MODEL_NAME = "deepjscc-baseline"
 log = logging.getLogger("semcom.transmitter")
 
 
@@ -43,8 +43,14 @@ class SentImage:
     started: float  # time.perf_counter() at arrival
 
 
-def encode_request(model: DeepJSCC, request: pb.ImageRequest, config: SemcomConfig) -> tuple[pb.SymbolFrame, torch.Tensor]:
-    """Validate and encode one request: the frame to send and the decoded input image."""
+def encode_request(
+    model: DeepJSCC | RateAdaptiveJSCC, request: pb.ImageRequest, config: SemcomConfig
+) -> tuple[pb.SymbolFrame, torch.Tensor]:
+    """Validate and encode one request: the frame to send and the decoded input image.
+
+    The fixed-rate baseline lists its (equal) token lengths in the frame; the rate-adaptive
+    codec's length map travels inside its side-channel symbols instead.
+    """
     spec = channel_spec(request.channel, config)
     cbr = target_cbr(request.target_cbr)
     mode = decoder_mode(request.mode)
@@ -55,7 +61,13 @@ def encode_request(model: DeepJSCC, request: pb.ImageRequest, config: SemcomConf
     with timed(SERVICE, "decode_input", latency):
         image = decode_image(request.image, config.max_image_pixels, config.min_image_side)
     with timed(SERVICE, "encode", latency):
-        encoded = encode_image(model, image, spec.snr_db, cbr)
+        if isinstance(model, RateAdaptiveJSCC):
+            encoded = encode_adaptive(model, image, spec, cbr)
+            token_lengths, side_symbols, model_name = [], encoded.side_symbols, "rate-adaptive"
+        else:
+            encoded = encode_image(model, image, spec.snr_db, cbr)
+            token_lengths = [encoded.symbols_per_token] * (encoded.grid[0] * encoded.grid[1])
+            side_symbols, model_name = 0, "deepjscc-baseline"
     n = encoded.symbols.numel()
     SYMBOLS.labels(SERVICE).inc(n)
     frame = pb.SymbolFrame(
@@ -63,10 +75,10 @@ def encode_request(model: DeepJSCC, request: pb.ImageRequest, config: SemcomConf
         user_id=request.user_id,
         channel=request.channel,
         mode=mode,
-        model=MODEL_NAME,
+        model=model_name,
         symbols=pack_complex(encoded.symbols),
         num_symbols=n,
-        token_lengths=[encoded.symbols_per_token] * (encoded.grid[0] * encoded.grid[1]),
+        token_lengths=token_lengths,
         power_scale=encoded.power_scale,
         grid_height=encoded.grid[0],
         grid_width=encoded.grid[1],
@@ -76,6 +88,7 @@ def encode_request(model: DeepJSCC, request: pb.ImageRequest, config: SemcomConf
         achieved_cbr=encoded.cbr,
         latency_ms=latency,
         deadline_unix_ms=deadline,
+        side_channel_symbols=side_symbols,
     )
     return frame, image
 
@@ -96,22 +109,29 @@ def score(result: pb.ImageResult, sent: SentImage) -> None:
 class TransmitterService(pb_grpc.TransmitterServicer):
     """Streams each client's images through the chain; one downstream stream per client stream."""
 
-    def __init__(self, config: SemcomConfig, model: DeepJSCC):
+    def __init__(self, config: SemcomConfig, model: DeepJSCC | RateAdaptiveJSCC):
         self.config = config
         self.model = model
         self.executor = ThreadPoolExecutor(config.transmitter_workers, thread_name_prefix="tx")
+        # Per-user round robin in front of the encoder, where requests queue (shared/fairqueue.py).
+        self.encoder = FairStage(SERVICE, config.transmitter_workers, config.transmitter_queue_size,
+                                 config.transmitter_scheduler, self.executor, latency_key="tx_queue")
         self.channel = insecure_channel(config.channel_target, config)
         self.channel_stub = pb_grpc.ChannelEmulatorStub(self.channel)
 
     async def _handle(self, request: pb.ImageRequest, session: StreamSession) -> None:
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        frame, image = await loop.run_in_executor(self.executor, encode_request, self.model, request, self.config)
+        deadline = deadline_unix_ms(request.deadline_ms, time.time())  # counted from arrival, not from encoding
+        latency: dict[str, float] = {}
+        frame, image = await self.encoder.run(request.user_id, deadline / 1000.0 or None, encode_request,
+                                              self.model, request, self.config, latency=latency)
+        frame.deadline_unix_ms = deadline
+        frame.latency_ms.update(latency)
         session.forward(request.request_id, frame, SentImage(image, started))
 
     async def _finish(self, result: pb.ImageResult, sent: SentImage) -> pb.ImageResult:
         if status_code(result) is grpc.StatusCode.OK:
-            await asyncio.get_running_loop().run_in_executor(self.executor, score, result, sent)
+            await self.encoder.run_first(score, result, sent)  # on the encoder's workers, ahead of its queue
         seconds = time.perf_counter() - sent.started
         STAGE_LATENCY.labels(SERVICE, "end_to_end").observe(seconds)
         result.latency_ms["end_to_end"] = seconds * 1000.0
@@ -145,6 +165,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         return result
 
     async def close(self) -> None:
+        await self.encoder.close()
         await self.channel.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 

@@ -55,7 +55,7 @@ class ImageRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ..., deadline_ms: _Optional[float] = ...) -> None: ...
 
 class SymbolFrame(_message.Message):
-    __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "side_information", "target_cbr", "achieved_cbr", "latency_ms", "deadline_unix_ms")
+    __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "target_cbr", "achieved_cbr", "latency_ms", "deadline_unix_ms", "side_channel_symbols")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,11 +76,11 @@ class SymbolFrame(_message.Message):
     GRID_WIDTH_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
-    SIDE_INFORMATION_FIELD_NUMBER: _ClassVar[int]
     TARGET_CBR_FIELD_NUMBER: _ClassVar[int]
     ACHIEVED_CBR_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SIDE_CHANNEL_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     channel: ChannelSpec
@@ -94,12 +94,12 @@ class SymbolFrame(_message.Message):
     grid_width: int
     image_height: int
     image_width: int
-    side_information: bytes
     target_cbr: float
     achieved_cbr: float
     latency_ms: _containers.ScalarMap[str, float]
     deadline_unix_ms: float
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., side_information: _Optional[bytes] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., deadline_unix_ms: _Optional[float] = ...) -> None: ...
+    side_channel_symbols: int
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., deadline_unix_ms: _Optional[float] = ..., side_channel_symbols: _Optional[int] = ...) -> None: ...
 
 class ChannelState(_message.Message):
     __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks", "channel_uses", "received_pilots", "pilots_per_block", "tx_antennas", "rx_antennas", "channel_matrices", "combiners", "singular_values", "feedback_bits")

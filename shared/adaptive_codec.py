@@ -1,0 +1,231 @@
+"""The rate-adaptive codec's pure stage functions (transmitter and receiver).
+
+Transmitter (:func:`encode_adaptive`): image -> analysis y -> hyper-latent z, quantized to
+integers q and range coded (:mod:`shared.entropy_coding`) -> side information
+``beta (float32 LE) | coded q`` -> its side-channel symbol count is taken off the image's
+bandwidth ``floor(CBR * 3 H W)`` -> beta chosen so that the token allocation spends at most
+the rest -> JSCC symbols, power-normalized to mean energy 1 -> frame = JSCC symbols followed
+by the side-channel symbols (:mod:`shared.side_channel`).
+
+Receiver (:func:`decode_adaptive_batch`): split the equalized frame, decode the side channel
+(CRC checked; a loss raises :class:`SideInformationLost`), range-decode q, recompute the
+allocation from z_hat and beta, check it matches the frame's JSCC symbol count, unpack and
+decode. Images sharing a token grid decode in one batched pass whatever their allocations.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+from .channel import ChannelSpec
+from .channel.equalizers import EqualizedSymbols
+from .channel.link import Transmission, receive
+from .codec import achieved_cbr, pad_to_multiple
+from .entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
+from .models.rate_adaptive import (RateAdaptiveJSCC, allocate_symbols, choose_beta, normalize_latent, pack_symbols,
+                                   unpack_symbols)
+from .side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
+                           side_channel_symbols)
+from .symbols import power_normalize
+
+BETA_FORMAT = "<f"
+
+
+class SideInformationLost(Exception):
+    """The side channel's CRC failed (or its content is inconsistent): the image cannot be
+    decoded, and the receiver says so (gRPC DATA_LOSS)."""
+
+
+@dataclass
+class AdaptiveEncodedImage:
+    """One image as the rate-adaptive codec sends it.
+
+    Attributes:
+        symbols: (n,) complex64: ``jscc_symbols`` JSCC symbols (mean energy 1), then the
+            side channel's symbols (unit-energy QPSK).
+        power_scale: factor the JSCC symbols were multiplied by to reach energy 1.
+        jscc_symbols: how many of ``symbols`` are JSCC symbols.
+        side_information: the side channel's payload (beta and the coded hyper-latent).
+        symbol_map: (h, w) int64 symbols per token (the transmitter's record; the receiver
+            recomputes it from the side information).
+        grid: (h, w) token grid.
+        image_size: (H, W) of the original image in pixels.
+    """
+
+    symbols: torch.Tensor
+    power_scale: float
+    jscc_symbols: int
+    side_information: bytes
+    symbol_map: torch.Tensor
+    grid: tuple[int, int]
+    image_size: tuple[int, int]
+
+    @property
+    def side_symbols(self) -> int:
+        return self.symbols.numel() - self.jscc_symbols
+
+    @property
+    def cbr(self) -> float:
+        return achieved_cbr(self.symbols.numel(), self.image_size)
+
+
+@dataclass
+class DecodedImage:
+    """A receiver outcome: (3, H, W) image in [0, 1] and the side information it was decoded with."""
+
+    image: torch.Tensor
+    side_information_bytes: int
+
+
+def _hyper_scales(model: RateAdaptiveJSCC, shape: tuple[int, ...]) -> torch.Tensor:
+    return model.hyper_prior.log_scales.detach().cpu().exp()[:, None, None].expand(shape)
+
+
+def _z_hat(model: RateAdaptiveJSCC, q: torch.Tensor) -> torch.Tensor:
+    """Integers (C_z, h/4, w/4) -> z_hat (1, C_z, h/4, w/4) float32 on the CPU."""
+    return (q.float() + model.hyper_prior.means.detach().cpu()[:, None, None])[None]
+
+
+@dataclass
+class AnalysedImage:
+    """The transmitter's analysis of one image, before the allocation.
+
+    Attributes:
+        latent: (1, 2K, h, w) y on the model's device.
+        information: (h, w) float64 per-token bits predicted from z_hat (what both ends compute).
+        coded_hyper_latent: the range-coded integers of z_hat.
+        image_size: (H, W) of the original image.
+    """
+
+    latent: torch.Tensor
+    information: torch.Tensor
+    coded_hyper_latent: bytes
+    image_size: tuple[int, int]
+
+    @property
+    def side_information_bytes(self) -> int:
+        return struct.calcsize(BETA_FORMAT) + len(self.coded_hyper_latent)
+
+
+@torch.inference_mode()
+def analyse_image(model: RateAdaptiveJSCC, image: torch.Tensor, snr_db: float, mean_symbols: float) -> AnalysedImage:
+    """(3, H, W) in [0, 1] -> y, the hyper-latent's code and the per-token information.
+    ``mean_symbols`` (symbols per token the image will get, about) conditions the analysis."""
+    device = next(model.parameters()).device
+    padded = pad_to_multiple(image.to(device), model.config.grid_multiple)[None]
+    snr = torch.tensor([snr_db], dtype=torch.float32, device=device)
+    latent = model.analyse(padded, snr, torch.tensor([mean_symbols], dtype=torch.float32, device=device))
+    z = model.hyper_analysis(normalize_latent(latent).abs())[0].cpu()
+    q = torch.round(z - model.hyper_prior.means.detach().cpu()[:, None, None]).clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE)
+    coded = encode_gaussian(q, _hyper_scales(model, q.shape))
+    return AnalysedImage(latent, model.token_information(_z_hat(model, q))[0], coded, tuple(image.shape[-2:]))
+
+
+@torch.inference_mode()
+def encode_adaptive(model: RateAdaptiveJSCC, image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> AdaptiveEncodedImage:
+    """(3, H, W) in [0, 1] -> the frame's symbols at no more than ``cbr`` over the channel of
+    ``spec`` (its SNR conditions the encoder; it and the kind set the side channel's scheme).
+
+    ``ValueError`` when the bandwidth cannot carry the side information and the smallest
+    allocation.
+    """
+    size = tuple(image.shape[-2:])
+    budget = int(float(cbr) * 3 * size[0] * size[1])
+    grid = tuple(-(-side // model.config.grid_multiple) * model.config.hyper_downscale for side in size)
+    analysed = analyse_image(model, image, spec.snr_db, budget / (grid[0] * grid[1]))
+    side_symbols = side_channel_symbols(analysed.side_information_bytes, side_channel_scheme(spec))
+    levels = model.config.symbol_levels
+    try:
+        beta = choose_beta(analysed.information, budget - side_symbols, levels)
+    except ValueError as exc:
+        raise ValueError(f"CBR {cbr} is too low for a {size[0]}x{size[1]} image with this codec: {exc}") from None
+    return encode_allocated(model, analysed, beta, spec)
+
+
+@torch.inference_mode()
+def encode_allocated(model: RateAdaptiveJSCC, analysed: AnalysedImage, beta: float, spec: ChannelSpec) -> AdaptiveEncodedImage:
+    """The frame of an analysed image at a given (float32) beta."""
+    device = analysed.latent.device
+    symbol_map = allocate_symbols(analysed.information, beta, model.config.symbol_levels)
+    snr = torch.tensor([spec.snr_db], dtype=torch.float32, device=device)
+    sent = model.rate_encode(analysed.latent, symbol_map[None].to(device), snr)[0]
+    jscc, scale = power_normalize(pack_symbols(sent, symbol_map.to(device))[None])
+    payload = struct.pack(BETA_FORMAT, beta) + analysed.coded_hyper_latent
+    symbols = torch.cat([jscc[0].cpu(), protect_side_information(payload, side_channel_scheme(spec))])
+    return AdaptiveEncodedImage(symbols, float(scale[0]), jscc.shape[1], payload, symbol_map,
+                                tuple(symbol_map.shape), analysed.image_size)
+
+
+def recover_symbol_map(model: RateAdaptiveJSCC, payload: bytes, grid: tuple[int, int]) -> torch.Tensor:
+    """The receiver's allocation: side-channel payload, token grid (h, w) -> (h, w) k map.
+
+    ``SideInformationLost`` when the payload does not decode to a hyper-latent of this grid.
+    """
+    beta_bytes = struct.calcsize(BETA_FORMAT)
+    shape = (model.config.hyper_channels, grid[0] // model.config.hyper_downscale,
+             grid[1] // model.config.hyper_downscale)
+    try:
+        (beta,) = struct.unpack(BETA_FORMAT, payload[:beta_bytes])
+        q = decode_gaussian(payload[beta_bytes:], _hyper_scales(model, shape))
+    except Exception as exc:  # struct, shape or constriction's own decoding errors
+        raise SideInformationLost(f"side information does not decode: {exc}") from None
+    return allocate_symbols(model.token_information(_z_hat(model, q))[0], beta, model.config.symbol_levels)
+
+
+def _split(equalized: EqualizedSymbols, at: int) -> tuple[torch.Tensor, EqualizedSymbols]:
+    tail = EqualizedSymbols(equalized.symbols[:, at:], equalized.effective_gain[:, at:],
+                            equalized.effective_noise_variance[:, at:])
+    return equalized.symbols[0, :at], tail
+
+
+def decode_adaptive_batch(
+    model: RateAdaptiveJSCC,
+    transmissions: list[Transmission],
+    specs: list[ChannelSpec],
+    jscc_symbols: list[int],
+    grid: tuple[int, int],
+    image_sizes: list[tuple[int, int]],
+    stage_timer: Callable[[str], AbstractContextManager] | None = None,
+) -> list[DecodedImage | SideInformationLost]:
+    """The receiver's stages for frames sharing a token grid: per frame a :class:`DecodedImage`
+    of (3, H_i, W_i), or the :class:`SideInformationLost` that stopped it. ``stage_timer(name)``
+    wraps the ``equalize``, ``side_information`` and ``decode`` stages."""
+    timer = stage_timer or (lambda _stage: nullcontext())
+    with timer("equalize"):
+        equalized = [_split(receive(t, spec), n) for t, spec, n in zip(transmissions, specs, jscc_symbols)]
+    outcomes: list[DecodedImage | SideInformationLost | None] = []
+    latents, maps, snrs, ready, side_bytes = [], [], [], [], []
+    with timer("side_information"):
+        for (symbols, side), spec in zip(equalized, specs):
+            payload = recover_side_information(side, side_channel_scheme(spec))
+            try:
+                if payload is None:
+                    raise SideInformationLost("side information lost on the channel (CRC failed)")
+                symbol_map = recover_symbol_map(model, payload, grid)
+                if int(symbol_map.sum()) != symbols.numel():
+                    raise SideInformationLost(
+                        f"side information allocates {int(symbol_map.sum())} symbols, the frame holds {symbols.numel()}")
+            except SideInformationLost as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(None)
+            ready.append(len(outcomes) - 1)
+            side_bytes.append(len(payload))
+            latents.append(unpack_symbols(symbols, symbol_map, model.config.max_symbols_per_token))
+            maps.append(symbol_map)
+            snrs.append(spec.snr_db)
+    if ready:
+        device = next(model.parameters()).device
+        with timer("decode"), torch.inference_mode():
+            images = model.reconstruct(torch.stack(latents).to(device), torch.stack(maps).to(device),
+                                       torch.tensor(snrs, dtype=torch.float32, device=device)).float().cpu()
+        for index, image, size in zip(ready, images, side_bytes):
+            h, w = image_sizes[index]
+            outcomes[index] = DecodedImage(image[:, :h, :w], size)
+    return outcomes
