@@ -74,7 +74,7 @@ RUN pip install --no-deps --no-build-isolation -e . \
 
 USER semcom
 ENV SEMCOM_BIND_HOST=0.0.0.0 \
-    SEMCOM_WEIGHTS=/app/weights/deepjscc_baseline.safetensors \
+    SEMCOM_WEIGHTS=/app/weights/rate_adaptive.safetensors \
     SEMCOM_DEVICE=auto
 
 # gRPC: transmitter 50051, channel emulator 50052, receiver 50053; /metrics 9101-9103.

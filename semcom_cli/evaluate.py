@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from shared.channel import CHANNEL_KINDS, ChannelSpec
 from shared.codec import parse_cbr
-from shared.config import DEFAULT_WEIGHTS, RATE_ADAPTIVE_WEIGHTS, load_config
+from shared.config import BASELINE_WEIGHTS, RATE_ADAPTIVE_WEIGHTS, load_config
 from shared.evaluation import (System, capacity_system, channel_seed, deepjscc_system, rate_adaptive_system,
                                separation_system)
 from shared.imageio import load_image_file
@@ -243,7 +243,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--k-factor", type=argtypes.finite, default=1.0, help="Rician K (default 1)")
     parser.add_argument("--antennas", type=int, nargs=2, default=[2, 2], metavar=("NT", "NR"), help="MIMO antennas")
     parser.add_argument("--tdl-model", default="A", help="3GPP TDL profile A..E (default A)")
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="fixed-rate DeepJSCC weights")
+    parser.add_argument("--weights", default=str(BASELINE_WEIGHTS), help="fixed-rate DeepJSCC weights")
     parser.add_argument("--adaptive-weights", default=str(RATE_ADAPTIVE_WEIGHTS), help="rate-adaptive codec weights")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
     parser.set_defaults(func=run_eval)

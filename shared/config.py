@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "deepjscc_baseline.safetensors"
+BASELINE_WEIGHTS = REPO_ROOT / "weights" / "deepjscc_baseline.safetensors"
 RATE_ADAPTIVE_WEIGHTS = REPO_ROOT / "weights" / "rate_adaptive.safetensors"
+DEFAULT_WEIGHTS = RATE_ADAPTIVE_WEIGHTS  # the codec the services serve unless SEMCOM_WEIGHTS says otherwise
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ intact, so it travels as bits: a frame of ``length (16 bits) | payload | CRC-32`
 analog JSCC symbols and sent through the same channel. Its symbols count in the achieved CBR.
 
 The modulation and code rate (:func:`side_channel_scheme`) are those the separation baseline
-would pick for the request's nominal SNR and channel kind (file-level thresholds with a margin,
-:func:`~shared.separation.choose_scheme`), or QPSK at rate 1/5 below them, known to both ends
-from the channel spec. The
+would pick for the request's channel kind at its nominal SNR less a short-codeword margin
+(file-level thresholds with a margin, :func:`~shared.separation.choose_scheme`), or QPSK at
+rate 1/5 below them, known to both ends from the channel spec. The
 receiver knows the side channel's symbol count (the frame layout), derives the codeword layout
 from it, decodes, and checks the CRC: when that fails :func:`recover_side_information` returns
 ``None`` and the image is reported lost (DATA_LOSS), never guessed.
@@ -32,6 +32,12 @@ from .separation import (CODE_RATES, MODULATIONS, SELECTION_MARGIN_DB, THRESHOLD
 Scheme = tuple[str, Fraction]
 """(modulation, LDPC code rate)."""
 
+SHORT_CODEWORD_MARGIN_DB = 3.0
+"""Extra margin of the side channel over the separation tables: those were measured with
+8448-bit codewords, the side information is one codeword of ~1000 bits, whose waterfall sits
+higher (QPSK 3/4 chosen at AWGN 5 dB, exactly its long-codeword threshold plus margin, lost
+2 of 96 Kodak side-information frames; BENCHMARKS.md section 11)."""
+
 LOW_SNR_SCHEME: Scheme = ("qpsk", Fraction(1, 5))
 """Below the most robust pair of the separation tables (QPSK 1/3 + margin), the side channel
 drops to 5G LDPC base graph 2's lowest rate: 20 of 20 150-byte payloads delivered over
@@ -46,12 +52,14 @@ def _framed_bits(payload_bytes: int) -> int:
 
 
 def side_channel_scheme(spec: ChannelSpec) -> Scheme:
-    """The side channel's (modulation, code rate) for a request over ``spec`` (module doc);
-    :data:`LOW_SNR_SCHEME` where no pair of the tables is feasible."""
+    """The side channel's (modulation, code rate) for a request over ``spec`` (module doc): the
+    separation baseline's choice at ``snr_db - SHORT_CODEWORD_MARGIN_DB``, or
+    :data:`LOW_SNR_SCHEME` where no pair of the tables is feasible there."""
     table = THRESHOLD_TABLE[spec.kind]
-    if THRESHOLDS_DB[table][("qpsk", CODE_RATES[0])] + SELECTION_MARGIN_DB[table] > spec.snr_db:
+    snr_db = spec.snr_db - SHORT_CODEWORD_MARGIN_DB
+    if THRESHOLDS_DB[table][("qpsk", CODE_RATES[0])] + SELECTION_MARGIN_DB[table] > snr_db:
         return LOW_SNR_SCHEME
-    return choose_scheme(spec.snr_db, spec.kind)
+    return choose_scheme(snr_db, spec.kind)
 
 
 def side_channel_symbols(payload_bytes: int, scheme: Scheme) -> int:

@@ -10,8 +10,8 @@ import grpc
 import pytest
 import torch
 
-from shared.adaptive_codec import (SideInformationLost, decode_adaptive_batch, encode_adaptive,
-                                   recover_symbol_map)
+from shared.adaptive_codec import (SideInformationLost, decode_adaptive_batch, encode_adaptive, recover_symbol_map,
+                                   side_positions)
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit
@@ -115,7 +115,9 @@ def test_codec_stages_meet_the_cbr_and_the_receiver_recovers_the_allocation(tiny
         assert e.grid == (8, 12)
         assert torch.equal(recover_symbol_map(tiny_model, e.side_information, e.grid), e.symbol_map)
         assert int(e.symbol_map.sum()) == e.jscc_symbols
-        assert torch.allclose(e.symbols[: e.jscc_symbols].abs().pow(2).mean(), torch.tensor(1.0), atol=1e-4)
+        at_side = side_positions(e.symbols.numel(), e.side_symbols)
+        assert int(at_side.sum()) == e.side_symbols and at_side[0] and not at_side[1]  # spread, not appended
+        assert torch.allclose(e.symbols[~at_side].abs().pow(2).mean(), torch.tensor(1.0), atol=1e-4)
     transmissions = [transmit(e.symbols[None], spec, make_generator(i)) for i, e in enumerate(encoded)]
     outcomes = decode_adaptive_batch(tiny_model, transmissions, [spec, spec], [e.jscc_symbols for e in encoded],
                                      (8, 12), [e.image_size for e in encoded])
