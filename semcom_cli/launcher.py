@@ -23,6 +23,10 @@ SERVICES = (
 COLORS = ("\033[35m", "\033[36m", "\033[33m")
 
 
+STOP_TIMEOUT_S = 15.0
+"""How long the services get, together, to stop gracefully after SIGTERM before they are killed."""
+
+
 class ServiceProcesses:
     """The three services as subprocesses of this one; use as a context manager."""
 
@@ -67,9 +71,10 @@ class ServiceProcesses:
         for _, process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S  # one deadline for all, not one each
         for _, process in self.processes:
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
