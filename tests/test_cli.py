@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -86,6 +87,8 @@ def test_up_runs_three_processes_and_stops_on_ctrl_c(tiny_weights, tmp_path):
             if "semcom is up" in line or not line:
                 break
         assert any("semcom is up" in line for line in lines), "".join(lines)
+        # keep draining the services' echoed logs: a full pipe would block `up` itself
+        threading.Thread(target=lambda: [lines.append(line) for line in up.stderr], daemon=True).start()
         (tmp_path / "x.png").write_bytes(image_bytes(64, 64))
         sent = subprocess.run([sys.executable, "-m", "semcom_cli.main", "send", str(tmp_path / "x.png"), "--json"],
                               env=env, capture_output=True, text=True, timeout=120)

@@ -208,3 +208,14 @@ def test_eval_compares_the_rate_adaptive_codec_at_equal_cbr(tiny_model, tiny_wei
     adaptive = rows["adaptive"]
     assert 0.9 / 24 < float(adaptive["achieved_cbr"]) <= 1 / 24 + 1e-6  # the CSV rounds to 6 digits
     assert "side_symbols=" in adaptive["info"] and "failed=0" in adaptive["info"]
+
+
+def test_allocation_is_thread_safe_and_leaves_the_model_untouched(tiny_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    z_hat = torch.randn(1, TINY.hyper_channels, 2, 3, generator=torch.Generator().manual_seed(0)).round()
+    expected = tiny_model.token_information(z_hat)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: tiny_model.token_information(z_hat), range(16)))
+    assert all(torch.equal(r, expected) for r in results)
+    assert all(p.dtype == torch.float32 for p in tiny_model.parameters())

@@ -27,11 +27,11 @@ float64 on the CPU (:meth:`RateAdaptiveJSCC.token_information`).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from .deepjscc import DeepJSCCConfig, DeepJSCCDecoder, DeepJSCCEncoder
 from .entropy_models import FactorizedGaussianPrior, gaussian_entropy_bits, gaussian_likelihood, quantize
@@ -239,9 +239,10 @@ class RateAdaptiveJSCC(nn.Module):
     @torch.no_grad()
     def token_information(self, z_hat: torch.Tensor) -> torch.Tensor:
         """z_hat (B, C_z, h/4, w/4) -> per-token bits (B, h, w), float64, computed on the CPU in
-        float64 so that transmitter and receiver allocate identically."""
-        params = {k: v.detach().to("cpu", torch.float64) for k, v in self.hyper_synthesis.state_dict().items()}
-        scales = functional_call(self.hyper_synthesis, params, (z_hat.detach().to("cpu", torch.float64),))
+        float64 so that transmitter and receiver allocate identically. Runs a float64 copy of
+        ``h_s`` (the model itself is never modified, so concurrent workers may call this)."""
+        reference = copy.deepcopy(self.hyper_synthesis).to("cpu", torch.float64)
+        scales = reference(z_hat.detach().to("cpu", torch.float64))
         return gaussian_entropy_bits(scales).sum(dim=1)
 
     def rate_encode(self, latent: torch.Tensor, symbol_map: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
