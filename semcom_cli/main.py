@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -163,8 +164,16 @@ def run_send(args) -> int:
     return 0 if all(not r["error"] for r in records) else 1
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_up(args) -> int:
     config = load_config()
+    # Ctrl-C and SIGTERM stop the services even when this process inherited an ignored SIGINT
+    # (started in the background by a shell, nohup, or a test runner).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         with ServiceProcesses(config) as services:
             services.wait_healthy(args.startup_timeout)

@@ -77,7 +77,9 @@ def test_up_runs_three_processes_and_stops_on_ctrl_c(tiny_weights, tmp_path):
               "TRANSMITTER_METRICS_PORT", "CHANNEL_METRICS_PORT", "RECEIVER_METRICS_PORT")}
     env = {**os.environ, **{f"SEMCOM_{k}": v for k, v in ports.items()},
            "SEMCOM_WEIGHTS": str(tiny_weights), "SEMCOM_DEVICE": "cpu", "SEMCOM_BIND_HOST": "127.0.0.1"}
-    up = subprocess.Popen([sys.executable, "-m", "semcom_cli.main", "up"], env=env, stderr=subprocess.PIPE, text=True)
+    # started with SIGINT ignored, as a shell's background job or a test runner may start it
+    up = subprocess.Popen([sys.executable, "-m", "semcom_cli.main", "up"], env=env, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         lines = []
         deadline = time.monotonic() + 120
