@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from shared.adaptive_codec import analyse_image, encode_adaptive
+from shared.adaptive_codec import analyse_request
 from shared.channel import ChannelSpec
 from shared.codec import parse_cbr
 from shared.config import RATE_ADAPTIVE_WEIGHTS
@@ -99,11 +99,13 @@ def main(argv=None) -> None:
     for path in tqdm(files, desc="analysing", unit="img"):
         image = load_image_file(path)
         images.append(image)
-        analysed.append(analyse_image(model, image, args.snr, float(cbr) * 3 * model.config.downscale**2))
-        encoded = encode_adaptive(model, image, spec, cbr)
-        per_image.append({"image": path.name, "cbr": encoded.cbr, "side_symbols": encoded.side_symbols,
-                          "side_share": encoded.side_symbols / encoded.symbols.numel(),
-                          "side_bytes": len(encoded.side_information)})
+        analysis, own_beta = analyse_request(model, image, spec, cbr)  # what the service would send
+        analysed.append(analysis)
+        side = side_channel_symbols(analysis.side_information_bytes, scheme)
+        total = int(allocate_symbols(analysis.information, own_beta, model.config.symbol_levels).sum()) + side
+        per_image.append({"image": path.name, "cbr": total / (3 * image.shape[1] * image.shape[2]),
+                          "side_symbols": side, "side_share": side / total,
+                          "side_bytes": analysis.side_information_bytes})
     levels = model.config.symbol_levels
     beta = folder_beta(analysed, levels, scheme, float(cbr))
     shared_cbr = [(int(allocate_symbols(a.information, beta, levels).sum()) + side_channel_symbols(a.side_information_bytes, scheme))

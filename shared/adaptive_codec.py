@@ -130,10 +130,9 @@ def analyse_image(model: RateAdaptiveJSCC, image: torch.Tensor, snr_db: float, m
     return AnalysedImage(latent, model.token_information(_z_hat(model, q))[0], coded, tuple(image.shape[-2:]))
 
 
-@torch.inference_mode()
-def encode_adaptive(model: RateAdaptiveJSCC, image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> AdaptiveEncodedImage:
-    """(3, H, W) in [0, 1] -> the frame's symbols at no more than ``cbr`` over the channel of
-    ``spec`` (its SNR conditions the encoder; it and the kind set the side channel's scheme).
+def analyse_request(model: RateAdaptiveJSCC, image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> tuple[AnalysedImage, float]:
+    """(3, H, W) in [0, 1] -> its analysis and the float32 beta whose allocation, with the side
+    channel's symbols, fits ``floor(cbr * 3 H W)`` symbols over the channel of ``spec``.
 
     ``ValueError`` when the bandwidth cannot carry the side information and the smallest
     allocation.
@@ -143,12 +142,17 @@ def encode_adaptive(model: RateAdaptiveJSCC, image: torch.Tensor, spec: ChannelS
     grid = tuple(-(-side // model.config.grid_multiple) * model.config.hyper_downscale for side in size)
     analysed = analyse_image(model, image, spec.snr_db, budget / (grid[0] * grid[1]))
     side_symbols = side_channel_symbols(analysed.side_information_bytes, side_channel_scheme(spec))
-    levels = model.config.symbol_levels
     try:
-        beta = choose_beta(analysed.information, budget - side_symbols, levels)
+        return analysed, choose_beta(analysed.information, budget - side_symbols, model.config.symbol_levels)
     except ValueError as exc:
         raise ValueError(f"CBR {cbr} is too low for a {size[0]}x{size[1]} image with this codec: {exc}") from None
-    return encode_allocated(model, analysed, beta, spec)
+
+
+def encode_adaptive(model: RateAdaptiveJSCC, image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> AdaptiveEncodedImage:
+    """(3, H, W) in [0, 1] -> the frame's symbols at no more than ``cbr`` over the channel of
+    ``spec`` (its SNR conditions the encoder; it and the kind set the side channel's scheme);
+    ``ValueError`` as :func:`analyse_request`."""
+    return encode_allocated(model, *analyse_request(model, image, spec, cbr), spec)
 
 
 @torch.inference_mode()

@@ -386,15 +386,18 @@ def measure_file_threshold(
     return snr, history
 
 
-def choose_scheme(snr_db: float, kind: str = "awgn") -> tuple[str, Fraction]:
+def choose_scheme(
+    snr_db: float, kind: str = "awgn", fallback: tuple[str, Fraction] = ("qpsk", CODE_RATES[0])
+) -> tuple[str, Fraction]:
     """The (modulation, code rate) of the highest spectral efficiency whose threshold in the
     table of ``kind`` (:data:`THRESHOLD_TABLE`, :data:`THRESHOLDS_DB`) plus that table's
-    :data:`SELECTION_MARGIN_DB` is met at ``snr_db`` (ties: the lower threshold); QPSK at the
-    lowest rate, the most robust pair, when none is (the file is then sent, likely lost)."""
+    :data:`SELECTION_MARGIN_DB` is met at ``snr_db`` (ties: the lower threshold); ``fallback``
+    when none is (default QPSK at the lowest rate, the most robust pair of the tables: the file
+    is then sent, likely lost)."""
     table = THRESHOLD_TABLE[kind]
     thresholds, margin = THRESHOLDS_DB[table], SELECTION_MARGIN_DB[table]
     feasible = [pair for pair, threshold in thresholds.items() if threshold + margin <= snr_db]
-    return max(feasible, key=lambda p: (MODULATIONS[p[0]] * p[1], -thresholds[p]), default=("qpsk", CODE_RATES[0]))
+    return max(feasible, key=lambda p: (MODULATIONS[p[0]] * p[1], -thresholds[p]), default=fallback)
 
 
 def _bytes_to_bits(data: bytes, codewords: int, k: int) -> torch.Tensor:

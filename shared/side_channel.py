@@ -26,8 +26,7 @@ import torch.nn.functional as F
 
 from .channel import ChannelSpec
 from .channel.equalizers import EqualizedSymbols
-from .separation import (CODE_RATES, MODULATIONS, SELECTION_MARGIN_DB, THRESHOLD_TABLE, THRESHOLDS_DB, choose_scheme,
-                         codeword_layout, demodulate_bits, modulate_bits)
+from .separation import MODULATIONS, choose_scheme, codeword_layout, demodulate_bits, modulate_bits
 
 Scheme = tuple[str, Fraction]
 """(modulation, LDPC code rate)."""
@@ -55,11 +54,7 @@ def side_channel_scheme(spec: ChannelSpec) -> Scheme:
     """The side channel's (modulation, code rate) for a request over ``spec`` (module doc): the
     separation baseline's choice at ``snr_db - SHORT_CODEWORD_MARGIN_DB``, or
     :data:`LOW_SNR_SCHEME` where no pair of the tables is feasible there."""
-    table = THRESHOLD_TABLE[spec.kind]
-    snr_db = spec.snr_db - SHORT_CODEWORD_MARGIN_DB
-    if THRESHOLDS_DB[table][("qpsk", CODE_RATES[0])] + SELECTION_MARGIN_DB[table] > snr_db:
-        return LOW_SNR_SCHEME
-    return choose_scheme(snr_db, spec.kind)
+    return choose_scheme(spec.snr_db - SHORT_CODEWORD_MARGIN_DB, spec.kind, fallback=LOW_SNR_SCHEME)
 
 
 def side_channel_symbols(payload_bytes: int, scheme: Scheme) -> int:
