@@ -1,12 +1,13 @@
 """``python -m receiver``: run the receiver service (settings: SEMCOM_* env vars)."""
 
-from shared.service import load_model, main
+from shared.service import load_model, load_diffusion_decoders, main
 
 from .server import ReceiverService, register
 
 
 def build(config):
-    service = ReceiverService(config, load_model(config))
+    model = load_model(config)
+    service = ReceiverService(config, model, load_diffusion_decoders(config, model))
     return register(service), service.close
 
 

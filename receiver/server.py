@@ -7,7 +7,12 @@ when present) decodes them. A full queue answers RESOURCE_EXHAUSTED at once; a j
 deadline passed is answered DEADLINE_EXCEEDED without compute; a cancelled stream's
 queued jobs are dropped.
 
-Cached: the model instance, loaded once per process and shared by all workers (warm).
+Decoder modes (:mod:`shared.diffusion.modes`): ``jscc``; a latent diffusion denoiser (teacher
+ODE or consistency student) between equalization and the JSCC decoder; or the generative image
+decoder after it. Frames batch only with frames of the same mode.
+
+Cached: the codec and the diffusion networks, loaded once per process and shared by all
+workers (warm).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from shared.adaptive_codec import DecodedImage, SideInformationLost, decode_adap
 from shared.codec import equalize_and_decode_batch
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
-from shared.messages import MODE_NFE, channel_spec, decoder_mode, transmission_from_wire
+from shared.diffusion.modes import DiffusionDecoders, parse_mode
+from shared.messages import channel_spec, decoder_mode, transmission_from_wire
 from shared.models import DeepJSCC, RateAdaptiveJSCC
 from shared.rpc import code_for_exception, error_result
 from shared.streaming import StreamSession
@@ -38,6 +44,18 @@ from .scheduler import FairBatchQueue, Job
 
 SERVICE = "receiver"
 log = logging.getLogger("semcom.receiver")
+
+
+def check_mode(model: DeepJSCC | RateAdaptiveJSCC, decoders: DiffusionDecoders | None, mode: str) -> None:
+    """``NotImplementedError`` unless this receiver can decode ``mode`` (diffusion modes need the
+    rate-adaptive codec and the mode's weights)."""
+    parsed = parse_mode(mode)
+    if not parsed.diffusion:
+        return
+    if not isinstance(model, RateAdaptiveJSCC):
+        raise NotImplementedError(f"decoder mode {mode} is served with the rate-adaptive codec; this receiver "
+                                  "runs the fixed-rate baseline (use mode jscc)")
+    (decoders or DiffusionDecoders()).model_for(parsed)
 
 
 def frame_geometry(model: DeepJSCC | RateAdaptiveJSCC, frame: pb.SymbolFrame) -> int:
@@ -70,10 +88,12 @@ def frame_geometry(model: DeepJSCC | RateAdaptiveJSCC, frame: pb.SymbolFrame) ->
 
 
 def reconstruct_batch(
-    model: DeepJSCC | RateAdaptiveJSCC, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec], k: int
+    model: DeepJSCC | RateAdaptiveJSCC, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec], k: int,
+    decoders: DiffusionDecoders | None = None,
 ) -> list[pb.ImageResult]:
-    """Equalize and decode frames that share a grid (and, fixed-rate, a rate) in one decoder
-    pass; a rate-adaptive frame whose side information was lost is answered DATA_LOSS."""
+    """Equalize and decode frames that share a grid, a decoder mode (and, fixed-rate, a rate) in
+    one decoder pass; a rate-adaptive frame whose side information was lost is answered
+    DATA_LOSS."""
     frames = [received.frame for received in batch]
     grid = (frames[0].grid_height, frames[0].grid_width)
     sizes = [(f.image_height, f.image_width) for f in frames]
@@ -83,7 +103,8 @@ def reconstruct_batch(
     timer = lambda stage: timed(SERVICE, stage, latency)  # noqa: E731
     if isinstance(model, RateAdaptiveJSCC):
         jscc = [f.num_symbols - f.side_channel_symbols for f in frames]
-        outcomes = decode_adaptive_batch(model, transmissions, specs, jscc, grid, sizes, stage_timer=timer)
+        outcomes = decode_adaptive_batch(model, transmissions, specs, jscc, grid, sizes, stage_timer=timer,
+                                         mode=parse_mode(frames[0].mode), decoders=decoders)
     else:
         outcomes = [DecodedImage(image, 0)
                     for image in equalize_and_decode_batch(model, transmissions, specs, k, grid, sizes, stage_timer=timer)]
@@ -111,7 +132,7 @@ def reconstruct_batch(
             num_symbols=frame.num_symbols,
             side_information_bytes=outcome.side_information_bytes,
             mode=frame.mode,
-            nfe=MODE_NFE[frame.mode],
+            nfe=outcome.nfe,
             channel=frame.channel,
             latency_ms=stage_latency,
             batch_size=len(batch),
@@ -133,8 +154,9 @@ class Pending:
 class DecodeWorkerPool:
     """``workers`` concurrent decode workers over one :class:`FairBatchQueue`."""
 
-    def __init__(self, model: DeepJSCC | RateAdaptiveJSCC, config: SemcomConfig):
+    def __init__(self, model: DeepJSCC | RateAdaptiveJSCC, config: SemcomConfig, decoders: DiffusionDecoders | None = None):
         self.model = model
+        self.decoders = decoders
         self.config = config
         if config.receiver_scheduler not in ("fair", "fifo"):
             raise ValueError(f"SEMCOM_RECEIVER_SCHEDULER must be 'fair' or 'fifo', got {config.receiver_scheduler!r}")
@@ -148,6 +170,7 @@ class DecodeWorkerPool:
         """Validate and queue a frame; raises ``asyncio.QueueFull`` when the receiver is saturated."""
         frame = received.frame
         mode = decoder_mode(frame.mode)
+        check_mode(self.model, self.decoders, mode)
         k = frame_geometry(self.model, frame)
         spec = channel_spec(frame.channel, self.config)
         frame.mode = mode
@@ -196,7 +219,7 @@ class DecodeWorkerPool:
             specs = [job.payload.spec for job in batch]
             try:
                 results = await loop.run_in_executor(self.executor, reconstruct_batch, self.model, frames, specs,
-                                                     batch[0].key[3])
+                                                     batch[0].key[3], self.decoders)
             except Exception as exc:
                 code = code_for_exception(exc)
                 log.exception("decoding a batch of %d failed", len(batch))
@@ -216,8 +239,8 @@ class DecodeWorkerPool:
 
 
 class ReceiverService(pb_grpc.ReceiverServicer):
-    def __init__(self, config: SemcomConfig, model: DeepJSCC | RateAdaptiveJSCC):
-        self.pool = DecodeWorkerPool(model, config)
+    def __init__(self, config: SemcomConfig, model: DeepJSCC | RateAdaptiveJSCC, decoders: DiffusionDecoders | None = None):
+        self.pool = DecodeWorkerPool(model, config, decoders)
 
     async def _handle(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         frame = received.frame

@@ -14,7 +14,11 @@ Writes to --out:
 
 Systems, all at the same target CBR:
   adaptive       the rate-adaptive codec: hyperprior symbol allocation per token, side
-                 information over a protected LDPC side channel, counted in the CBR
+                 information over a protected LDPC side channel, counted in the CBR; once per
+                 --modes entry: jscc (its decoder alone), teacher[:N] (diffusion ODE from the
+                 channel's t_m), consistency[:s] (the distilled 1-step student),
+                 generative[-p][:steps] (the conditional diffusion image decoder, distortion-
+                 or perception-oriented), labelled adaptive, adaptive/teacher:N ...
   deepjscc       the fixed-rate SNR-adaptive DeepJSCC baseline (shipped weights)
   jpeg-ldpc      JPEG (Pillow) + 5G NR LDPC + QAM (Sionna), the best modulation and code
   avif-ldpc      rate for the nominal SNR (AWGN thresholds measured on this link), decoded
@@ -31,7 +35,6 @@ import os
 import platform
 import statistics
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -39,7 +42,9 @@ from tqdm import tqdm
 
 from shared.channel import CHANNEL_KINDS, ChannelSpec
 from shared.codec import parse_cbr
-from shared.config import BASELINE_WEIGHTS, RATE_ADAPTIVE_WEIGHTS, load_config
+from shared.diffusion.modes import parse_mode
+from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, GENERATIVE_WEIGHTS, RATE_ADAPTIVE_WEIGHTS,
+                           TEACHER_WEIGHTS, load_config)
 from shared.evaluation import (System, capacity_system, channel_seed, deepjscc_system, rate_adaptive_system,
                                separation_system)
 from shared.imageio import load_image_file
@@ -52,17 +57,43 @@ SYSTEMS = ("adaptive", "deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
-def build_systems(names: list[str], weights: str, adaptive_weights: str, device: str) -> dict[str, System]:
+def system_names(args) -> list[str]:
+    """The systems' labels: each of ``--systems``, the adaptive codec once per ``--modes`` entry
+    (``adaptive`` for jscc, ``adaptive/teacher:25`` ...)."""
+    names = []
+    for name in args.systems:
+        if name == "adaptive":
+            names += ["adaptive" if mode == "jscc" else f"adaptive/{mode}" for mode in args.modes]
+        else:
+            names.append(name)
+    return names
+
+
+def build_systems(args, device: str) -> dict[str, System]:
+    from shared.diffusion.modes import DiffusionDecoders
     from shared.models.io import load_model
 
+    codec = {}
+
+    def adaptive(label: str) -> System:
+        mode = parse_mode(label.partition("/")[2])
+        if "model" not in codec:
+            codec["model"] = load_model(args.adaptive_weights, device)
+        decoders = None
+        if mode.diffusion:
+            role = "generative" if mode.generative else "student" if mode.name == "consistency" else "teacher"
+            path = {"teacher": args.teacher_weights, "student": args.consistency_weights,
+                    "generative": args.generative_weights}[role]
+            decoders = DiffusionDecoders(**{role: load_model(path, device)})
+        return rate_adaptive_system(codec["model"], mode, decoders)
+
     factories = {
-        "adaptive": lambda: rate_adaptive_system(load_model(adaptive_weights, device)),
-        "deepjscc": lambda: deepjscc_system(load_model(weights, device)),
+        "deepjscc": lambda: deepjscc_system(load_model(args.weights, device)),
         "jpeg-ldpc": lambda: separation_system("jpeg"),
         "avif-ldpc": lambda: separation_system("avif"),
         "avif-capacity": lambda: capacity_system("avif"),
     }
-    return {name: factories[name]() for name in names}
+    return {name: adaptive(name) if name.startswith("adaptive") else factories[name]() for name in system_names(args)}
 
 
 def channel_spec(args, kind: str, snr: float, seed: int) -> ChannelSpec:
@@ -136,7 +167,7 @@ def summary(rows: list[dict], args, n_images: int, command: str) -> str:
              "|---|---|---|" + "---|" * len(args.snr)]
     for kind in args.channel:
         for cbr in map(str, args.cbr):
-            for name in args.systems:
+            for name in system_names(args):
                 cells = [f"{psnrs[name, kind, cbr, float(snr)]:.2f} / {ssims[name, kind, cbr, float(snr)]:.3f}"
                          for snr in args.snr]
                 lines.append(f"| {name} | {channel_label(args, kind)} | {cbr} | " + " | ".join(cells) + " |")
@@ -155,7 +186,7 @@ def plot(rows: list[dict], args, metric: str, label: str, path: Path) -> None:
     panels = [(kind, str(cbr)) for kind in args.channel for cbr in args.cbr]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (kind, cbr) in zip(axes[0], panels):
-        for name in args.systems:
+        for name in system_names(args):
             ax.plot(args.snr, [values[name, kind, cbr, float(snr)] for snr in args.snr], marker="o", label=name)
         ax.set_title(f"{channel_label(args, kind)}, CBR {cbr}")
         ax.set_xlabel("SNR, Es/N0 (dB)")
@@ -203,9 +234,10 @@ def run_eval(args) -> int:
         for kind in args.channel:
             channel_spec(args, kind, args.snr[0], 0)
         device = load_config(device=args.device).resolve_device()
-        systems = build_systems(args.systems, args.weights, args.adaptive_weights, device)
+        args.modes = [str(parse_mode(mode)) for mode in args.modes]
+        systems = build_systems(args, device)
         for cbr in args.cbr:  # a system that does not serve a CBR says so now, not mid-run
-            systems[args.systems[0]](load_image_file(files[0])[:, :256, :256], ChannelSpec(), cbr)
+            next(iter(systems.values()))(load_image_file(files[0])[:, :256, :256], ChannelSpec(), cbr)
     except (FileNotFoundError, ValueError, NotImplementedError) as exc:
         print(f"semcom eval: {exc}", file=sys.stderr)
         return 2
@@ -213,7 +245,7 @@ def run_eval(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = evaluate(args, systems, files, out)
     wanted = {(n, k, str(c), float(s), f.name) for f in files for k in args.channel for c in args.cbr
-              for s in args.snr for n in args.systems}
+              for s in args.snr for n in system_names(args)}
     rows = [row for row in rows if row_key(row) in wanted]
     text = summary(rows, args, len(files), args.command_line)
     (out / "summary.md").write_text(text)
@@ -236,6 +268,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--cbr", nargs="+", default=["1/24", "1/48"], help="target CBRs (default 1/24 1/48)")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=["deepjscc"],
                         help=f"systems to compare: {', '.join(SYSTEMS)} (default deepjscc)")
+    parser.add_argument("--modes", nargs="+", default=["jscc"],
+                        help="decoder modes of the adaptive codec, each its own system: jscc, teacher[:N], "
+                             "consistency[:s], generative[:steps], generative-p[:steps] (default jscc)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     parser.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the channel draws (default 0)")
@@ -245,5 +280,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--tdl-model", default="A", help="3GPP TDL profile A..E (default A)")
     parser.add_argument("--weights", default=str(BASELINE_WEIGHTS), help="fixed-rate DeepJSCC weights")
     parser.add_argument("--adaptive-weights", default=str(RATE_ADAPTIVE_WEIGHTS), help="rate-adaptive codec weights")
+    parser.add_argument("--teacher-weights", default=str(TEACHER_WEIGHTS), help="diffusion teacher weights")
+    parser.add_argument("--consistency-weights", default=str(CONSISTENCY_WEIGHTS), help="consistency student weights")
+    parser.add_argument("--generative-weights", default=str(GENERATIVE_WEIGHTS), help="generative image decoder weights")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
     parser.set_defaults(func=run_eval)

@@ -40,7 +40,8 @@ from . import health as health_cli
 from .client import SendOptions, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
 
-STAGES = ("decode_input", "encode", "channel", "equalize", "decode", "end_to_end")
+STAGES = ("decode_input", "encode", "channel", "equalize", "denoise", "decode", "generate", "end_to_end")
+MODE_STAGES = ("denoise", "generate")  # shown only when a decoder mode spent time in them
 DEFAULT_DEMO_IMAGES = REPO_ROOT.parent / "shared" / "data" / "kodak"
 
 
@@ -70,24 +71,25 @@ def _status_name(code: int) -> str:
 
 def format_table(records: list[dict]) -> str:
     """A fixed-width per-image table: quality, CBR and per-stage latency (ms)."""
+    ok = [r for r in records if not r["error"]]
+    columns = [s for s in STAGES if s not in MODE_STAGES or any(s in r["latency_ms"] for r in ok)]
     head = f"{'image':<22} {'status':<16} {'PSNR dB':>8} {'MS-SSIM':>8} {'CBR':>8} " + " ".join(
-        f"{s[:10]:>10}" for s in STAGES)
+        f"{s[:10]:>10}" for s in columns)
     lines = [head, "-" * len(head)]
     for r in records:
         name = Path(r["image"]).name[:22]
         if r["error"]:
             lines.append(f"{name:<22} {r['status']:<16} {r['error']}")
             continue
-        stages = " ".join(f"{r['latency_ms'].get(s, float('nan')):>10.1f}" for s in STAGES)
+        stages = " ".join(f"{r['latency_ms'].get(s, float('nan')):>10.1f}" for s in columns)
         lines.append(f"{name:<22} {r['status']:<16} {r['psnr']:>8.2f} {r['ms_ssim']:>8.4f} "
                      f"{'1/' + format(1 / r['cbr'], '.4g'):>8} {stages}")
-    ok = [r for r in records if not r["error"]]
     if ok:
         mean = lambda key: sum(r[key] for r in ok) / len(ok)  # noqa: E731
         e2e = sum(r["latency_ms"].get("end_to_end", 0.0) for r in ok) / len(ok)
         lines.append("-" * len(head))
         lines.append(f"{'mean of ' + str(len(ok)) + ' ok':<22} {'':<16} {mean('psnr'):>8.2f} {mean('ms_ssim'):>8.4f} "
-                     f"{'':>8} {'':>54} {e2e:>10.1f}")
+                     f"{'':>8} {'':>{11 * (len(columns) - 1) - 1}} {e2e:>10.1f}")
     return "\n".join(lines)
 
 
@@ -117,7 +119,13 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
 def add_send_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel", default="awgn", choices=CHANNEL_KINDS, help="channel kind (default awgn)")
     parser.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
-    parser.add_argument("--mode", default="jscc", help=f"decoder mode; served: {', '.join(DECODER_MODES)}")
+    parser.add_argument("--mode", default="jscc",
+                        help=f"decoder mode, served: {', '.join(DECODER_MODES)}. jscc: the JSCC decoder alone; "
+                             "teacher[:N]: the diffusion teacher's ODE from the channel's noise level on an N-step "
+                             "schedule (default 100; more steps at lower SNR); consistency[:s]: the distilled "
+                             "student, 1 step (s: with s-1 resampling rounds); generative[:steps] / generative-p[:steps]: the "
+                             "conditional diffusion image decoder after the JSCC decoder, distortion- / perception-"
+                             "oriented, 1 step by default. Default jscc")
     parser.add_argument("--k-factor", type=float, default=0.0, help="Rician K (linear), rician only")
     parser.add_argument("--coherence", type=int, default=0,
                         help="block-fading length in symbols, MIMO: channel uses (0: default 64)")

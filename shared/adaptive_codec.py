@@ -29,10 +29,13 @@ import torch
 from .channel import ChannelSpec
 from .channel.equalizers import EqualizedSymbols
 from .channel.link import Transmission, receive
+from .channel.models import make_generator, noise_variance
+from .diffusion.channel_state import SIGMA_MAX, diffusion_state
+from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders, decoder_input
 from .codec import achieved_cbr, pad_to_multiple
 from .entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
 from .models.rate_adaptive import (RateAdaptiveJSCC, allocate_symbols, choose_beta, normalize_latent, pack_symbols,
-                                   unpack_symbols)
+                                   symbol_mask, unpack_symbols)
 from .side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
                            side_channel_symbols)
 from .symbols import power_normalize
@@ -80,10 +83,12 @@ class AdaptiveEncodedImage:
 
 @dataclass
 class DecodedImage:
-    """A receiver outcome: (3, H, W) image in [0, 1] and the side information it was decoded with."""
+    """A receiver outcome: (3, H, W) image in [0, 1], the side information it was decoded with and
+    the network evaluations its decoding spent."""
 
     image: torch.Tensor
     side_information_bytes: int
+    nfe: int = 1
 
 
 def _hyper_scales(model: RateAdaptiveJSCC, shape: tuple[int, ...]) -> torch.Tensor:
@@ -197,12 +202,81 @@ def side_positions(frame_symbols: int, side_symbols: int) -> torch.Tensor:
     return mask
 
 
-def _split(equalized: EqualizedSymbols, jscc_symbols: int) -> tuple[torch.Tensor, EqualizedSymbols]:
-    """(1, n) equalized frame -> its JSCC symbols (jscc_symbols,) and side-channel symbols."""
+def _split(equalized: EqualizedSymbols, jscc_symbols: int) -> tuple[EqualizedSymbols, EqualizedSymbols]:
+    """(1, n) equalized frame -> its JSCC symbols (1, jscc_symbols) and side-channel symbols."""
     at_side = side_positions(equalized.symbols.shape[1], equalized.symbols.shape[1] - jscc_symbols)
-    side = EqualizedSymbols(equalized.symbols[:, at_side], equalized.effective_gain[:, at_side],
-                            equalized.effective_noise_variance[:, at_side])
-    return equalized.symbols[0, ~at_side], side
+
+    def part(where: torch.Tensor) -> EqualizedSymbols:
+        return EqualizedSymbols(equalized.symbols[:, where], equalized.effective_gain[:, where],
+                                equalized.effective_noise_variance[:, where])
+
+    return part(~at_side), part(at_side)
+
+
+@dataclass
+class ReceivedLatent:
+    """One frame's JSCC part in the codec's latent layout (2K, h, w), ready to decode.
+
+    Attributes:
+        equalized: the MMSE-equalized symbols, zero-filled (what the JSCC decoder reads).
+        symbol_map: (h, w) symbols per token.
+        state: the diffusion state (:mod:`shared.diffusion.channel_state`) as (values, sigma)
+            in the same layout, unsent elements 0 and ``SIGMA_MAX``, and its time t_m; ``None``
+            unless a diffusion mode asked for it.
+    """
+
+    equalized: torch.Tensor
+    symbol_map: torch.Tensor
+    state: tuple[torch.Tensor, torch.Tensor, float] | None = None
+
+
+def received_latent(symbols: EqualizedSymbols, symbol_map: torch.Tensor, max_symbols: int,
+                    noise_variance: float | None) -> ReceivedLatent:
+    """(1, n) equalized JSCC symbols and the k map -> :class:`ReceivedLatent`; with the channel's
+    N0 given, also the diffusion state."""
+    latent = unpack_symbols(symbols.symbols[0], symbol_map, max_symbols)
+    if noise_variance is None:
+        return ReceivedLatent(latent, symbol_map)
+    state = diffusion_state(symbols, noise_variance)
+    sent = symbol_mask(symbol_map[None], max_symbols)[0]
+    sigma = unpack_symbols(torch.complex(state.sigma[0], state.sigma[0]), symbol_map, max_symbols)
+    return ReceivedLatent(latent, symbol_map, (unpack_symbols(state.values[0], symbol_map, max_symbols),
+                                               torch.where(sent, sigma, torch.full_like(sigma, SIGMA_MAX)),
+                                               float(state.t[0])))
+
+
+@torch.inference_mode()
+def reconstruct_received(model: RateAdaptiveJSCC, received: list[ReceivedLatent], snr_db: list[float],
+                         mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None,
+                         timer: Callable[[str], AbstractContextManager] | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Frames of one token grid -> (B, 3, H, W) images and the network evaluations each took: the
+    JSCC decoder on the equalized latents (``jscc``), after the latent denoiser (teacher,
+    consistency; ``timer("denoise")``), or followed by the generative image decoder
+    (``timer("generate")``)."""
+    timer = timer or (lambda _stage: nullcontext())
+    if mode.diffusion and decoders is None:
+        raise NotImplementedError(f"decoder mode {mode} needs diffusion weights, and none are loaded")
+    device = next(model.parameters()).device
+    maps = torch.stack([r.symbol_map for r in received]).to(device)
+    snr = torch.tensor(snr_db, dtype=torch.float32, device=device)
+    nfe = [1] * len(received)
+    if mode.latent:
+        values, sigma = (torch.stack([r.state[i] for r in received]) for i in (0, 1))
+        t = torch.tensor([r.state[2] for r in received])
+        with timer("denoise"):
+            refined = decoders.refine(mode, values, sigma, symbol_mask(maps, model.config.max_symbols_per_token),
+                                      t, snr)
+        latent, snr = decoder_input(refined)
+        nfe = [1 + n for n in refined.nfe]
+    else:
+        latent = torch.stack([r.equalized for r in received]).to(device)
+    with timer("decode"):
+        images = model.reconstruct(latent.to(device), maps, snr.to(device)).float()
+    if mode.generative:
+        with timer("generate"):
+            images, steps = decoders.generate(mode, images, make_generator(0))
+        nfe = [n + steps for n in nfe]
+    return images.float().cpu(), nfe
 
 
 def decode_adaptive_batch(
@@ -213,15 +287,19 @@ def decode_adaptive_batch(
     grid: tuple[int, int],
     image_sizes: list[tuple[int, int]],
     stage_timer: Callable[[str], AbstractContextManager] | None = None,
+    mode: DecoderMode = JSCC,
+    decoders: DiffusionDecoders | None = None,
 ) -> list[DecodedImage | SideInformationLost]:
     """The receiver's stages for frames sharing a token grid: per frame a :class:`DecodedImage`
     of (3, H_i, W_i), or the :class:`SideInformationLost` that stopped it. ``stage_timer(name)``
-    wraps the ``equalize``, ``side_information`` and ``decode`` stages."""
+    wraps the ``equalize``, ``side_information``, ``denoise`` (diffusion modes) and ``decode``
+    stages (and ``generate``, generative modes). ``mode`` and ``decoders``: see
+    :func:`reconstruct_received`."""
     timer = stage_timer or (lambda _stage: nullcontext())
     with timer("equalize"):
         equalized = [_split(receive(t, spec), n) for t, spec, n in zip(transmissions, specs, jscc_symbols)]
     outcomes: list[DecodedImage | SideInformationLost | None] = []
-    latents, maps, snrs, ready, side_bytes = [], [], [], [], []
+    received, snrs, ready, side_bytes = [], [], [], []
     with timer("side_information"):
         for (symbols, side), spec in zip(equalized, specs):
             payload = recover_side_information(side, side_channel_scheme(spec))
@@ -229,24 +307,21 @@ def decode_adaptive_batch(
                 if payload is None:
                     raise SideInformationLost("side information lost on the channel (CRC failed)")
                 symbol_map = recover_symbol_map(model, payload, grid)
-                if int(symbol_map.sum()) != symbols.numel():
-                    raise SideInformationLost(
-                        f"side information allocates {int(symbol_map.sum())} symbols, the frame holds {symbols.numel()}")
+                if int(symbol_map.sum()) != symbols.symbols.shape[1]:
+                    raise SideInformationLost(f"side information allocates {int(symbol_map.sum())} symbols, "
+                                              f"the frame holds {symbols.symbols.shape[1]}")
             except SideInformationLost as exc:
                 outcomes.append(exc)
                 continue
             outcomes.append(None)
             ready.append(len(outcomes) - 1)
             side_bytes.append(len(payload))
-            latents.append(unpack_symbols(symbols, symbol_map, model.config.max_symbols_per_token))
-            maps.append(symbol_map)
+            n0 = noise_variance(spec.snr_db) if mode.latent else None
+            received.append(received_latent(symbols, symbol_map, model.config.max_symbols_per_token, n0))
             snrs.append(spec.snr_db)
     if ready:
-        device = next(model.parameters()).device
-        with timer("decode"), torch.inference_mode():
-            images = model.reconstruct(torch.stack(latents).to(device), torch.stack(maps).to(device),
-                                       torch.tensor(snrs, dtype=torch.float32, device=device)).float().cpu()
-        for index, image, size in zip(ready, images, side_bytes):
+        images, nfe = reconstruct_received(model, received, snrs, mode, decoders, timer)
+        for index, image, size, count in zip(ready, images, side_bytes, nfe):
             h, w = image_sizes[index]
-            outcomes[index] = DecodedImage(image[:, :h, :w], size)
+            outcomes[index] = DecodedImage(image[:, :h, :w], size, count)
     return outcomes

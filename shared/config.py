@@ -16,6 +16,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_WEIGHTS = REPO_ROOT / "weights" / "deepjscc_baseline.safetensors"
 RATE_ADAPTIVE_WEIGHTS = REPO_ROOT / "weights" / "rate_adaptive.safetensors"
+TEACHER_WEIGHTS = REPO_ROOT / "weights" / "latent_teacher.safetensors"
+CONSISTENCY_WEIGHTS = REPO_ROOT / "weights" / "latent_consistency.safetensors"
+GENERATIVE_WEIGHTS = REPO_ROOT / "weights" / "generative_decoder.safetensors"
 DEFAULT_WEIGHTS = RATE_ADAPTIVE_WEIGHTS  # the codec the services serve unless SEMCOM_WEIGHTS says otherwise
 
 
@@ -50,6 +53,11 @@ class SemcomConfig:
     max_snr_db: float = 40.0
     # Model and compute.
     weights: str = str(DEFAULT_WEIGHTS)
+    # Diffusion networks of the receiver's teacher[:N], consistency[:s] and
+    # generative[-p][:steps] decoder modes ("" = none: the mode is not served).
+    teacher_weights: str = str(TEACHER_WEIGHTS)
+    consistency_weights: str = str(CONSISTENCY_WEIGHTS)
+    generative_weights: str = str(GENERATIVE_WEIGHTS)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     torch_threads: int = 0  # 0: leave PyTorch's default
     # Receiver scheduling (MU-GSC): concurrent workers, bounded queue, dynamic batching.

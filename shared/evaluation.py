@@ -9,6 +9,7 @@ the services' PNG results are.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable
@@ -19,6 +20,7 @@ from .channel import ChannelSpec, make_generator
 from .channel.link import transmit
 from .adaptive_codec import SideInformationLost, decode_adaptive_batch, encode_adaptive
 from .codec import achieved_cbr, encode_image, equalize_and_decode
+from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders
 from .models import DeepJSCC, RateAdaptiveJSCC
 
 
@@ -64,19 +66,24 @@ def deepjscc_system(model: DeepJSCC) -> System:
     return run
 
 
-def rate_adaptive_system(model: RateAdaptiveJSCC) -> System:
+def rate_adaptive_system(model: RateAdaptiveJSCC, mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None) -> System:
     """The rate-adaptive codec: hyperprior allocation, JSCC symbols and the protected side
-    channel in one frame; a lost side channel loses the image (mid-grey, ``failed`` = 1)."""
+    channel in one frame, decoded in ``mode`` (diffusion modes through ``decoders``); a lost side
+    channel loses the image (mid-grey, ``failed`` = 1). ``info`` gives the network evaluations
+    and the receiver's equalize-to-image time (``rx_ms``, this machine)."""
     from .separation import GREY
 
     def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
         encoded = encode_adaptive(model, image, spec, cbr)
         transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
+        started = time.perf_counter()
         (outcome,) = decode_adaptive_batch(model, [transmission], [spec], [encoded.jscc_symbols], encoded.grid,
-                                           [encoded.image_size])
+                                           [encoded.image_size], mode=mode, decoders=decoders)
+        rx_ms = 1000 * (time.perf_counter() - started)
         lost = isinstance(outcome, SideInformationLost)
         info = {"side_symbols": encoded.side_symbols, "side_bytes": len(encoded.side_information),
-                "mean_symbols_per_token": round(float(encoded.symbol_map.float().mean()), 3), "failed": int(lost)}
+                "mean_symbols_per_token": round(float(encoded.symbol_map.float().mean()), 3), "failed": int(lost),
+                "nfe": 0 if lost else outcome.nfe, "rx_ms": round(rx_ms, 1)}
         decoded = torch.full_like(image, GREY) if lost else outcome.image
         return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size), info)
 

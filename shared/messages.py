@@ -19,14 +19,12 @@ from .channel.link import Transmission
 from .channel.mimo import MimoChannelOutput, MimoState
 from .codec import parse_cbr
 from .config import SemcomConfig
+from .diffusion.modes import parse_mode
 from .symbols import pack_complex, unpack_complex
 
 DEFAULT_CBR = Fraction(1, 24)
-DEFAULT_MODE = "jscc"
-# Decoder modes this release serves (diffusion modes arrive with the generative receiver).
-DECODER_MODES = ("jscc",)
-# Network evaluations each mode spends.
-MODE_NFE = {"jscc": 1}
+DECODER_MODES = ("jscc", "teacher[:N]", "consistency[:s]", "generative[:steps]", "generative-p[:steps]")
+"""Decoder modes this release serves (:mod:`shared.diffusion.modes`)."""
 
 
 def channel_spec(message: pb.ChannelSpec, config: SemcomConfig) -> ChannelSpec:
@@ -125,8 +123,6 @@ def deadline_unix_ms(deadline_ms: float, now_s: float) -> float:
 
 
 def decoder_mode(text: str) -> str:
-    """A request's decoder mode, normalized ('' means the default)."""
-    mode = (text or DEFAULT_MODE).strip().lower()
-    if mode not in DECODER_MODES:
-        raise ValueError(f"unknown decoder mode {text!r}; this release serves: {', '.join(DECODER_MODES)}")
-    return mode
+    """A request's decoder mode, normalized ('' means jscc; 'teacher:50', 'consistency:2', ...);
+    see :func:`shared.diffusion.modes.parse_mode` for the errors."""
+    return str(parse_mode(text))

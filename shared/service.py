@@ -31,6 +31,37 @@ def load_model(config: SemcomConfig):
     return load_weights(config.weights, config.resolve_device())
 
 
+def load_diffusion_decoders(config: SemcomConfig, codec):
+    """The diffusion networks for ``codec`` (``config.teacher_weights``,
+    ``config.consistency_weights``, ``config.generative_weights``), or ``None`` when the codec is
+    not the rate-adaptive one or none loads. Each is optional: a missing file, or a latent
+    denoiser made for another latent size, leaves its modes unserved (logged; requests for them
+    are answered UNIMPLEMENTED)."""
+    from pathlib import Path
+
+    from .diffusion.modes import DiffusionDecoders
+    from .models import RateAdaptiveJSCC
+    from .models.io import load_model as load_weights
+
+    if not isinstance(codec, RateAdaptiveJSCC):
+        return None
+    log = logging.getLogger("semcom.receiver")
+    loaded = {}
+    for name, path in (("teacher", config.teacher_weights), ("student", config.consistency_weights),
+                       ("generative", config.generative_weights)):
+        if not path or not Path(path).is_file():
+            log.warning("no %s weights at %r: its decoder modes are not served", name, path)
+            continue
+        model = load_weights(path, config.resolve_device())
+        channels = getattr(model.config, "latent_channels", None)
+        if channels is not None and channels != 2 * codec.config.max_symbols_per_token:
+            log.warning("%s denoiser %s has %d latent channels, the codec %d: its decoder mode is not served",
+                        name, path, channels, 2 * codec.config.max_symbols_per_token)
+            continue
+        loaded[name] = model
+    return DiffusionDecoders(**loaded) if loaded else None
+
+
 async def serve(config: SemcomConfig, service_name: str, port: int, metrics_port: int,
                 build: Callable[[SemcomConfig], tuple[Callable, Callable[[], Awaitable[None]]]]) -> None:
     """Run one service until SIGINT/SIGTERM, then stop gracefully (in-flight calls get 5 s)."""

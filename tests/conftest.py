@@ -47,6 +47,7 @@ from shared.config import load_config  # noqa: E402
 from shared.models import DeepJSCC, DeepJSCCConfig  # noqa: E402
 from shared.models.io import save_model  # noqa: E402
 from shared.rpc import start_server  # noqa: E402
+from shared.service import load_diffusion_decoders  # noqa: E402
 from transmitter.server import TransmitterService  # noqa: E402
 from transmitter.server import register as register_transmitter  # noqa: E402
 
@@ -85,7 +86,7 @@ class Chain:
         from shared.models.io import load_model
 
         model = load_model(self.config.weights)
-        receiver = ReceiverService(self.config, model)
+        receiver = ReceiverService(self.config, model, load_diffusion_decoders(self.config, model))
         server, rx_port = await start_server(self.config, 0, "Receiver", register_receiver(receiver))
         self.servers.append(server)
         config = dataclasses.replace(self.config, receiver_address=f"127.0.0.1:{rx_port}")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from shared.channel import make_generator
 from training.data import RandomCrops, center_crops, list_images
@@ -65,6 +66,13 @@ class TrainingRun:
         return (RandomCrops(files, self.cfg["crop"], self.generator),
                 center_crops(validation, self.cfg["crop"] * 2).to(self.device))
 
+    def frozen(self, path: str) -> torch.nn.Module:
+        """The model stored at ``path`` on this run's device, in eval mode, with no gradients:
+        a network the run trains against, not one it trains."""
+        from shared.models.io import load_model
+
+        return load_model(path, self.device).requires_grad_(False)
+
     @property
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()
@@ -99,6 +107,21 @@ class TrainingRun:
     def log(self, record: dict) -> None:
         self._log.write(json.dumps(record) + "\n")
         self._log.flush()
+
+    def optimize(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, bar) -> None:
+        """One optimizer step on ``loss`` (gradient norm clipped to 1), counted and shown on ``bar``."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        self.step += 1
+        bar.update(1)
+
+    def checkpoint(self, record: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Log ``record`` (JSONL and the console) and save the run state."""
+        self.log(record)
+        tqdm.write(json.dumps(record))
+        self.save(model, optimizer)
 
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.elapsed = time.time() - self._start

@@ -78,19 +78,12 @@ def main(argv=None) -> None:
             spec, k = draw_spec(cfg, g)
             loss = loss + torch.nn.functional.mse_loss(round_trip(model, chunk, spec, k, g), chunk)
         loss = loss / cfg["groups_per_batch"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        run.step += 1
-        bar.update(1)
+        run.optimize(model, optimizer, loss, bar)
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
         if run.step % cfg["val_every"] == 0:
             record = {"step": run.step, "minutes": run.minutes, "lr": lr, "train_mse": round(loss.item(), 6),
                       **validate(model, val_images, cfg)}
-            run.log(record)
-            tqdm.write(json.dumps(record))
-            run.save(model, optimizer)
+            run.checkpoint(record, model, optimizer)
     bar.close()
     run.save(model, optimizer)
     final = validate(model, val_images, cfg)

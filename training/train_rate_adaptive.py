@@ -28,7 +28,9 @@ import torch
 from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
+from shared.channel.equalizers import EqualizedSymbols
 from shared.channel.link import receive, transmit
+from shared.models.deepjscc import latent_to_symbols, symbols_to_latent
 from shared.models.entropy_models import gaussian_entropy_bits
 from shared.models.io import load_model, save_model
 from shared.models.rate_adaptive import RateAdaptiveConfig, RateAdaptiveJSCC, allocate_symbols, symbol_mask
@@ -49,15 +51,13 @@ def batch_beta(information: torch.Tensor, mean_symbols: torch.Tensor, levels: tu
     return low.exp()
 
 
-def round_trip(model: RateAdaptiveJSCC, images: torch.Tensor, spec: ChannelSpec, mean_symbols: float, generator=None):
-    """Images -> allocation -> channel -> images, differentiably where it can be.
+def send_batch(model: RateAdaptiveJSCC, images: torch.Tensor, spec: ChannelSpec, mean_symbols: float):
+    """Images -> the power-normalized channel latent, as the transmitter sends it.
 
-    Returns (reconstruction (B, 3, S, S), bits of y (B,), bits of z (B,), k map (B, h, w)).
-    The unsent symbol slots travel as zeros and are masked out again after equalization, so
-    the batch keeps one tensor shape.
+    Returns (sent (B, 2K, h, w), unsent slots zero and every image at mean symbol energy 1;
+    k map (B, h, w); bool mask of sent elements (B, 2K, h, w); bits of y (B,); bits of z (B,)).
     """
     b = images.shape[0]
-    k_max = model.config.max_symbols_per_token
     snr = torch.full((b,), spec.snr_db, device=images.device)
     target = torch.full((b,), float(mean_symbols), device=images.device)
     latent = model.analyse(images, snr, target)
@@ -68,13 +68,32 @@ def round_trip(model: RateAdaptiveJSCC, images: torch.Tensor, spec: ChannelSpec,
     symbol_map = allocate_symbols(information, batch_beta(information, target, model.config.symbol_levels),
                                   model.config.symbol_levels)
     sent = model.rate_encode(latent, symbol_map, snr)
-    mask = symbol_mask(symbol_map, k_max)
+    mask = symbol_mask(symbol_map, model.config.max_symbols_per_token)
     power = sent.pow(2).flatten(1).sum(dim=1) / (mask.flatten(1).sum(dim=1) / 2)
     sent = sent * torch.rsqrt(power.clamp_min(1e-12))[:, None, None, None]
-    _, _, h, w = sent.shape
-    symbols = torch.view_as_complex(sent.reshape(b, k_max, 2, h, w).permute(0, 3, 4, 1, 2).contiguous()).reshape(b, -1)
-    equalized = receive(transmit(symbols, spec, generator), spec).symbols
-    received = torch.view_as_real(equalized.reshape(b, h, w, k_max)).permute(0, 3, 4, 1, 2).reshape(b, 2 * k_max, h, w)
+    return sent, symbol_map, mask, y_bits, z_bits
+
+
+def channel_batch(sent: torch.Tensor, spec: ChannelSpec, generator=None) -> EqualizedSymbols:
+    """(B, 2K, h, w) channel latents through ``spec``'s channel and equalizer: (B, h*w*K)
+    equalized symbols, token-major over all K slots (unsent slots travel as zeros)."""
+    k_max = sent.shape[1] // 2
+    symbols = latent_to_symbols(sent, k_max)
+    return receive(transmit(symbols, spec, generator), spec)
+
+
+def round_trip(model: RateAdaptiveJSCC, images: torch.Tensor, spec: ChannelSpec, mean_symbols: float, generator=None):
+    """Images -> allocation -> channel -> images, differentiably where it can be.
+
+    Returns (reconstruction (B, 3, S, S), bits of y (B,), bits of z (B,), k map (B, h, w)).
+    The unsent symbol slots travel as zeros and are masked out again after equalization, so
+    the batch keeps one tensor shape.
+    """
+    sent, symbol_map, mask, y_bits, z_bits = send_batch(model, images, spec, mean_symbols)
+    k_max = model.config.max_symbols_per_token
+    equalized = channel_batch(sent, spec, generator).symbols
+    received = symbols_to_latent(equalized, k_max, k_max, tuple(sent.shape[-2:]))
+    snr = torch.full((images.shape[0],), spec.snr_db, device=images.device)
     return model.reconstruct(received * mask, symbol_map, snr), y_bits, z_bits, symbol_map
 
 
@@ -110,7 +129,9 @@ def draw_condition(cfg: dict, g: torch.Generator) -> tuple[ChannelSpec, float]:
     def pick(options):
         return options[int(torch.randint(len(options), (1,), generator=g))]
 
-    spec = ChannelSpec(kind=pick(cfg["channel_kinds"]), snr_db=uniform(*cfg["snr_db_range"]),
+    kind = pick(cfg["channel_kinds"])
+    k_factor = uniform(*cfg["k_factor_range"]) if kind == "rician" else 0.0
+    spec = ChannelSpec(kind=kind, snr_db=uniform(*cfg["snr_db_range"]), k_factor=k_factor,
                        coherence_symbols=pick(cfg["coherence_symbols"]))
     lo, hi = cfg["mean_symbols_range"]
     return spec, math.exp(uniform(math.log(lo), math.log(hi)))
@@ -159,20 +180,13 @@ def main(argv=None) -> None:
             distortion = distortion + torch.nn.functional.mse_loss(out, chunk)
             rate = rate + (y_bits + hyper_rate_weight(cfg, run.step) * z_bits).mean() / pixels
         loss = (distortion + cfg["rate_weight"] * rate) / groups
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        run.step += 1
-        bar.update(1)
+        run.optimize(model, optimizer, loss, bar)
         bar.set_postfix(mse=f"{distortion.item() / groups:.4f}", lr=f"{lr:.2e}")
         if run.step % cfg["val_every"] == 0:
             record = {"step": run.step, "minutes": run.minutes, "lr": lr,
                       "train_mse": round(distortion.item() / groups, 6), "train_bpp": round(rate.item() / groups, 4),
                       **validate(model, val_images)}
-            run.log(record)
-            tqdm.write(json.dumps(record))
-            run.save(model, optimizer)
+            run.checkpoint(record, model, optimizer)
     bar.close()
     run.save(model, optimizer)
     final = validate(model, val_images)

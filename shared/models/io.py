@@ -11,12 +11,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .deepjscc import DeepJSCC, DeepJSCCConfig
+from .generative_decoder import GenerativeDecoder, GenerativeDecoderConfig
+from .latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 from .rate_adaptive import RateAdaptiveConfig, RateAdaptiveJSCC
 
 ARCHITECTURES = {
     "deepjscc": (DeepJSCC, DeepJSCCConfig, "training.train_baseline --config training/configs/baseline.json"),
     "rate_adaptive": (RateAdaptiveJSCC, RateAdaptiveConfig,
                       "training.train_rate_adaptive --config training/configs/rate_adaptive.json"),
+    "latent_denoiser": (LatentDenoiser, LatentDenoiserConfig,
+                        "training.train_denoiser --config training/configs/latent_teacher.json (then "
+                        "latent_consistency.json)"),
+    "generative_decoder": (GenerativeDecoder, GenerativeDecoderConfig,
+                           "training.train_generative --config training/configs/generative_decoder.json"),
 }
 """Architecture name in the metadata -> (model class, config class, training command)."""
 
@@ -51,7 +58,7 @@ def read_metadata(path: str | Path) -> dict:
     return {k: (json.loads(v) if k in ("config", "provenance") else v) for k, v in raw.items()}
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> DeepJSCC | RateAdaptiveJSCC:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The model stored at ``path`` (its architecture read from the metadata), in eval mode.
 
     Raises ``FileNotFoundError`` with the retraining command when the file is missing.
