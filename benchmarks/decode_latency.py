@@ -26,11 +26,11 @@ from shared.adaptive_codec import decode_adaptive_batch, encode_adaptive
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import transmit
 from shared.codec import parse_cbr
-from shared.config import (CONSISTENCY_WEIGHTS, GENERATIVE_WEIGHTS, RATE_ADAPTIVE_WEIGHTS, TEACHER_WEIGHTS,
-                           load_config)
-from shared.diffusion.modes import DiffusionDecoders, parse_mode
+from shared.config import load_config
+from shared.diffusion.modes import parse_mode
 from shared.imageio import load_image_file
 from shared.models.io import load_model
+from shared.service import load_diffusion_decoders
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim01.png"
 
@@ -47,10 +47,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = load_config(device=args.device).resolve_device()
-    codec = load_model(RATE_ADAPTIVE_WEIGHTS, device)
-    decoders = DiffusionDecoders(*(load_model(p, device) if p.is_file() else None
-                                   for p in (TEACHER_WEIGHTS, CONSISTENCY_WEIGHTS, GENERATIVE_WEIGHTS)))
+    config = load_config(device=args.device)
+    device = config.resolve_device()
+    codec = load_model(config.weights, device)
+    decoders = load_diffusion_decoders(config, codec)
     image = load_image_file(args.image)
     cbr = parse_cbr(args.cbr)
     rows = []

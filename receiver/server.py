@@ -32,8 +32,8 @@ from shared.adaptive_codec import DecodedImage, SideInformationLost, decode_adap
 from shared.codec import equalize_and_decode_batch
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
-from shared.diffusion.modes import DiffusionDecoders, parse_mode
-from shared.messages import channel_spec, decoder_mode, transmission_from_wire
+from shared.diffusion.modes import DecoderMode, DiffusionDecoders, parse_mode
+from shared.messages import channel_spec, transmission_from_wire
 from shared.models import DeepJSCC, RateAdaptiveJSCC
 from shared.rpc import code_for_exception, error_result
 from shared.streaming import StreamSession
@@ -46,16 +46,15 @@ SERVICE = "receiver"
 log = logging.getLogger("semcom.receiver")
 
 
-def check_mode(model: DeepJSCC | RateAdaptiveJSCC, decoders: DiffusionDecoders | None, mode: str) -> None:
+def check_mode(model: DeepJSCC | RateAdaptiveJSCC, decoders: DiffusionDecoders, mode: DecoderMode) -> None:
     """``NotImplementedError`` unless this receiver can decode ``mode`` (diffusion modes need the
     rate-adaptive codec and the mode's weights)."""
-    parsed = parse_mode(mode)
-    if not parsed.diffusion:
+    if not mode.diffusion:
         return
     if not isinstance(model, RateAdaptiveJSCC):
         raise NotImplementedError(f"decoder mode {mode} is served with the rate-adaptive codec; this receiver "
                                   "runs the fixed-rate baseline (use mode jscc)")
-    (decoders or DiffusionDecoders()).model_for(parsed)
+    decoders.model_for(mode)
 
 
 def frame_geometry(model: DeepJSCC | RateAdaptiveJSCC, frame: pb.SymbolFrame) -> int:
@@ -156,7 +155,7 @@ class DecodeWorkerPool:
 
     def __init__(self, model: DeepJSCC | RateAdaptiveJSCC, config: SemcomConfig, decoders: DiffusionDecoders | None = None):
         self.model = model
-        self.decoders = decoders
+        self.decoders = decoders or DiffusionDecoders()
         self.config = config
         if config.receiver_scheduler not in ("fair", "fifo"):
             raise ValueError(f"SEMCOM_RECEIVER_SCHEDULER must be 'fair' or 'fifo', got {config.receiver_scheduler!r}")
@@ -169,8 +168,9 @@ class DecodeWorkerPool:
     def submit(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         """Validate and queue a frame; raises ``asyncio.QueueFull`` when the receiver is saturated."""
         frame = received.frame
-        mode = decoder_mode(frame.mode)
-        check_mode(self.model, self.decoders, mode)
+        parsed = parse_mode(frame.mode)
+        check_mode(self.model, self.decoders, parsed)
+        mode = str(parsed)
         k = frame_geometry(self.model, frame)
         spec = channel_spec(frame.channel, self.config)
         frame.mode = mode

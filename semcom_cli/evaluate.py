@@ -70,22 +70,22 @@ def system_names(args) -> list[str]:
 
 
 def build_systems(args, device: str) -> dict[str, System]:
-    from shared.diffusion.modes import DiffusionDecoders
+    """Every system of the run; ``NotImplementedError`` for a mode whose weights do not load."""
     from shared.models.io import load_model
+    from shared.service import load_diffusion_decoders
 
-    codec = {}
+    modes = [parse_mode(mode) for mode in args.modes] if "adaptive" in args.systems else []
+    if modes:
+        codec = load_model(args.adaptive_weights, device)
+        config = load_config(device=device, teacher_weights=args.teacher_weights,
+                             consistency_weights=args.consistency_weights, generative_weights=args.generative_weights)
+        decoders = load_diffusion_decoders(config, codec) if any(m.diffusion for m in modes) else None
+        for mode in modes:
+            if mode.diffusion:
+                decoders.model_for(mode)
 
     def adaptive(label: str) -> System:
-        mode = parse_mode(label.partition("/")[2])
-        if "model" not in codec:
-            codec["model"] = load_model(args.adaptive_weights, device)
-        decoders = None
-        if mode.diffusion:
-            role = "generative" if mode.generative else "student" if mode.name == "consistency" else "teacher"
-            path = {"teacher": args.teacher_weights, "student": args.consistency_weights,
-                    "generative": args.generative_weights}[role]
-            decoders = DiffusionDecoders(**{role: load_model(path, device)})
-        return rate_adaptive_system(codec["model"], mode, decoders)
+        return rate_adaptive_system(codec, parse_mode(label.partition("/")[2]), decoders)
 
     factories = {
         "deepjscc": lambda: deepjscc_system(load_model(args.weights, device)),

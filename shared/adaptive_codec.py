@@ -30,7 +30,7 @@ from .channel import ChannelSpec
 from .channel.equalizers import EqualizedSymbols
 from .channel.link import Transmission, receive
 from .channel.models import make_generator, noise_variance
-from .diffusion.channel_state import SIGMA_MAX, diffusion_state
+from .diffusion.channel_state import diffusion_state, prior_where_unsent
 from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders, decoder_input
 from .codec import achieved_cbr, pad_to_multiple
 from .entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
@@ -241,7 +241,7 @@ def received_latent(symbols: EqualizedSymbols, symbol_map: torch.Tensor, max_sym
     sent = symbol_mask(symbol_map[None], max_symbols)[0]
     sigma = unpack_symbols(torch.complex(state.sigma[0], state.sigma[0]), symbol_map, max_symbols)
     return ReceivedLatent(latent, symbol_map, (unpack_symbols(state.values[0], symbol_map, max_symbols),
-                                               torch.where(sent, sigma, torch.full_like(sigma, SIGMA_MAX)),
+                                               prior_where_unsent(sigma, sent),
                                                float(state.t[0])))
 
 
@@ -254,8 +254,7 @@ def reconstruct_received(model: RateAdaptiveJSCC, received: list[ReceivedLatent]
     consistency; ``timer("denoise")``), or followed by the generative image decoder
     (``timer("generate")``)."""
     timer = timer or (lambda _stage: nullcontext())
-    if mode.diffusion and decoders is None:
-        raise NotImplementedError(f"decoder mode {mode} needs diffusion weights, and none are loaded")
+    decoders = decoders or DiffusionDecoders()  # empty: a diffusion mode is refused by model_for
     device = next(model.parameters()).device
     maps = torch.stack([r.symbol_map for r in received]).to(device)
     snr = torch.tensor(snr_db, dtype=torch.float32, device=device)
@@ -271,7 +270,7 @@ def reconstruct_received(model: RateAdaptiveJSCC, received: list[ReceivedLatent]
     else:
         latent = torch.stack([r.equalized for r in received]).to(device)
     with timer("decode"):
-        images = model.reconstruct(latent.to(device), maps, snr.to(device)).float()
+        images = model.reconstruct(latent.to(device), maps, snr.to(device))
     if mode.generative:
         with timer("generate"):
             images, steps = decoders.generate(mode, images, make_generator(0))

@@ -33,10 +33,10 @@ def load_model(config: SemcomConfig):
 
 def load_diffusion_decoders(config: SemcomConfig, codec):
     """The diffusion networks for ``codec`` (``config.teacher_weights``,
-    ``config.consistency_weights``, ``config.generative_weights``), or ``None`` when the codec is
-    not the rate-adaptive one or none loads. Each is optional: a missing file, or a latent
-    denoiser made for another latent size, leaves its modes unserved (logged; requests for them
-    are answered UNIMPLEMENTED)."""
+    ``config.consistency_weights``, ``config.generative_weights``); none for a codec other than
+    the rate-adaptive one. Each is optional: a missing file, or a latent denoiser made for
+    another latent size, leaves its modes unserved (logged; requests for them are answered
+    UNIMPLEMENTED)."""
     from pathlib import Path
 
     from .diffusion.modes import DiffusionDecoders
@@ -44,7 +44,7 @@ def load_diffusion_decoders(config: SemcomConfig, codec):
     from .models.io import load_model as load_weights
 
     if not isinstance(codec, RateAdaptiveJSCC):
-        return None
+        return DiffusionDecoders()
     log = logging.getLogger("semcom.receiver")
     loaded = {}
     for name, path in (("teacher", config.teacher_weights), ("student", config.consistency_weights),
@@ -59,7 +59,7 @@ def load_diffusion_decoders(config: SemcomConfig, codec):
                         name, path, channels, 2 * codec.config.max_symbols_per_token)
             continue
         loaded[name] = model
-    return DiffusionDecoders(**loaded) if loaded else None
+    return DiffusionDecoders(**loaded)
 
 
 async def serve(config: SemcomConfig, service_name: str, port: int, metrics_port: int,

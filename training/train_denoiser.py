@@ -40,10 +40,10 @@ import math
 import torch
 from tqdm import tqdm
 
-from shared.channel import ChannelSpec, make_generator
-from shared.diffusion.channel_state import SIGMA_MAX, diffusion_state
+from shared.channel import ChannelSpec, make_generator, noise_variance
+from shared.diffusion.channel_state import SIGMA_MAX, diffusion_state, prior_where_unsent
 from shared.diffusion.modes import DecoderMode, DiffusionDecoders, Refined, decoder_input, decoder_snr_db
-from shared.diffusion.sampling import heun_sample, karras_times
+from shared.diffusion.sampling import heun_step, karras_times
 from shared.models.deepjscc import symbols_to_latent
 from shared.models.io import save_model
 from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig
@@ -59,11 +59,11 @@ def latent_state(sent: torch.Tensor, mask: torch.Tensor, spec: ChannelSpec, gene
     k_max = sent.shape[1] // 2
     grid = tuple(sent.shape[-2:])
     equalized = channel_batch(sent, spec, generator)
-    state = diffusion_state(equalized, 10 ** (-spec.snr_db / 10))
+    state = diffusion_state(equalized, noise_variance(spec.snr_db))
     received = symbols_to_latent(equalized.symbols, k_max, k_max, grid) * mask
     values = symbols_to_latent(state.values, k_max, k_max, grid) * mask
     sigma = symbols_to_latent(torch.complex(state.sigma, state.sigma), k_max, k_max, grid)
-    return received, values, torch.where(mask, sigma, torch.full_like(sigma, SIGMA_MAX)), state.t.to(sent.device)
+    return received, values, prior_where_unsent(sigma, mask), state.t.to(sent.device)
 
 
 def draw_batch(codec, data, cfg: dict, g: torch.Generator, device: str):
@@ -113,22 +113,15 @@ def consistency_loss(student, target, teacher, codec, x0, sigma, t_m, mask, symb
     t_lo, t_hi = times[n].float().to(x0.device), times[n + 1].float().to(x0.device)
     profile = sigma / t_m.view(-1, 1, 1, 1)
     x_hi = (x0 + profile * t_hi.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=g).to(x0.device)) * mask
+    decoder_snr = decoder_snr_db(teacher, sigma, mask, snr)  # the teacher's error model, as at inference
     with torch.no_grad():
-        x_lo = torch.empty_like(x_hi)
-        for i in range(b):  # one Heun step of the teacher along the ODE
-            step = torch.stack([t_hi[i], t_lo[i]]).double()
-            x_lo[i:i + 1] = heun_sample(teacher, x_hi[i:i + 1], profile[i:i + 1], step)
+        x_lo = heun_step(teacher, x_hi, profile, t_hi, t_lo)  # one teacher step along the ODE
         anchor = target(x_lo, (profile * t_lo.view(-1, 1, 1, 1)).clamp_max(SIGMA_MAX), t_lo) * mask
-        target_image = decode(codec, _refined(teacher, anchor, sigma, mask, snr), symbol_map)
+        target_image = decode(codec, Refined(anchor, decoder_snr, []), symbol_map)
     estimate = student(x_hi, (profile * t_hi.view(-1, 1, 1, 1)).clamp_max(SIGMA_MAX), t_hi) * mask
-    image = decode(codec, _refined(teacher, estimate, sigma, mask, snr), symbol_map)
+    image = decode(codec, Refined(estimate, decoder_snr, []), symbol_map)
     mse = torch.nn.functional.mse_loss
     return mse(image, target_image) + image_weight * mse(image, images)
-
-
-def _refined(calibrated: LatentDenoiser, estimate, sigma, mask, snr) -> Refined:
-    """A training-time :class:`Refined`: decoder SNR from ``calibrated``'s error model."""
-    return Refined(estimate, decoder_snr_db(calibrated, sigma, mask, snr), [])
 
 
 @torch.no_grad()
@@ -142,7 +135,7 @@ def calibrate(model: LatentDenoiser, mode: DecoderMode, x0: torch.Tensor, mask: 
     g = make_generator(0)
     for t in tqdm(model.calibration_times.tolist(), desc=f"calibrating {mode}", unit="t", leave=False):
         t_vec = torch.full((x0.shape[0],), t, device=x0.device)
-        sigma = torch.where(mask, torch.full_like(x0, t), torch.full_like(x0, SIGMA_MAX))
+        sigma = prior_where_unsent(torch.full_like(x0, t), mask)
         x_t = (x0 + t * torch.randn(x0.shape, generator=g).to(x0.device)) * mask
         estimate = decoders.refine(mode, x_t, sigma, mask, t_vec, t_vec * 0 + 20.0, g).estimate
         errors.append(float(2 * ((estimate - x0).pow(2) * mask).sum() / mask.sum()))

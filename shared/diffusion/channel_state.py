@@ -60,6 +60,12 @@ class DiffusionState:
         return self.sigma / self.t[:, None]
 
 
+def prior_where_unsent(sigma: torch.Tensor, sent: torch.Tensor) -> torch.Tensor:
+    """Per-element noise levels with :data:`SIGMA_MAX` wherever ``sent`` (bool, same shape) is
+    false: slots the frame did not carry are pure prior to the denoiser."""
+    return torch.where(sent, sigma, torch.full_like(sigma, SIGMA_MAX))
+
+
 def channel_time(noise_variance: float | torch.Tensor) -> torch.Tensor:
     """N0 (complex noise variance per symbol, scalar or (B,)) -> t_m = sqrt(N0 / 2)."""
     return torch.as_tensor(noise_variance, dtype=torch.float32).mul(0.5).sqrt()

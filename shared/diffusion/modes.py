@@ -28,7 +28,7 @@ import torch
 
 from ..models.generative_decoder import GenerativeDecoder
 from ..models.latent_denoiser import LatentDenoiser
-from .channel_state import SIGMA_MAX, as_mmse_observation, effective_snr_db
+from .channel_state import as_mmse_observation, effective_snr_db
 from .sampling import channel_schedule, consistency_sample, heun_nfe, heun_sample, karras_times
 
 MODE_NAMES = ("jscc", "teacher", "consistency", "generative", "generative-p")
@@ -124,7 +124,7 @@ class DiffusionDecoders:
         role = "generative" if mode.generative else mode.name
         model = {"teacher": self.teacher, "consistency": self.student, "generative": self.generative}.get(role)
         if model is None:
-            raise NotImplementedError(f"decoder mode {mode} needs {role} weights, which this receiver has not loaded")
+            raise NotImplementedError(f"decoder mode {mode} needs {role} weights, which are not loaded")
         return model
 
     def generate(self, mode: DecoderMode, images: torch.Tensor, generator: torch.Generator | None = None
@@ -171,7 +171,7 @@ def decoder_snr_db(model: LatentDenoiser, sigma: torch.Tensor, sent: torch.Tenso
     """(B,) SNR condition of the JSCC decoder after ``model``'s refinement of states with noise
     ``sigma`` (sent elements ``sent``) from channels at ``snr_db``: the SNR that leaves its
     calibrated error, at most :data:`DECODER_MAX_SNR_DB` (or the channel's SNR, if higher)."""
-    error = model.symbol_error(torch.where(sent, sigma, torch.full_like(sigma, SIGMA_MAX)), sent)
+    error = model.symbol_error(sigma, sent)
     return torch.minimum(effective_snr_db(error), snr_db.float().clamp_min(DECODER_MAX_SNR_DB))
 
 

@@ -46,17 +46,27 @@ def heun_nfe(schedule: torch.Tensor) -> int:
     return 2 * (schedule.numel() - 1) - 1
 
 
+def heun_step(denoiser: Denoiser, x: torch.Tensor, profile: torch.Tensor, t_now: torch.Tensor,
+              t_next: torch.Tensor) -> torch.Tensor:
+    """One step of the probability-flow ODE from ``t_now`` to ``t_next`` (each (B,), one time per
+    image): Heun's method when every ``t_next`` is positive, Euler when they are all 0 (the last
+    step, which lands on the denoiser's estimate)."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    now, nxt = t_now.view(shape), t_next.view(shape)
+    slope = (x - denoiser(x, profile * now, t_now)) / now
+    x_next = x + (nxt - now) * slope
+    if bool((t_next > 0).all()):
+        slope_next = (x_next - denoiser(x_next, profile * nxt, t_next)) / nxt
+        x_next = x + (nxt - now) * 0.5 * (slope + slope_next)
+    return x_next
+
+
 def heun_sample(denoiser: Denoiser, x: torch.Tensor, profile: torch.Tensor, schedule: torch.Tensor) -> torch.Tensor:
     """Integrate the probability-flow ODE from ``schedule[0]`` (the state's time) to 0 with
-    Heun's method (Euler on the last step), for images sharing one schedule."""
+    :func:`heun_step`, for images sharing one schedule."""
     b = x.shape[0]
     for t_now, t_next in zip(schedule[:-1].tolist(), schedule[1:].tolist()):
-        slope = (x - denoiser(x, profile * t_now, x.new_full((b,), t_now))) / t_now
-        x_next = x + (t_next - t_now) * slope
-        if t_next > 0:
-            slope_next = (x_next - denoiser(x_next, profile * t_next, x.new_full((b,), t_next))) / t_next
-            x_next = x + (t_next - t_now) * 0.5 * (slope + slope_next)
-        x = x_next
+        x = heun_step(denoiser, x, profile, x.new_full((b,), t_now), x.new_full((b,), t_next))
     return x
 
 

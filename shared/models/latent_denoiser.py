@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..diffusion.channel_state import SIGMA_DATA
+
 PARAMETERIZATIONS = ("edm", "consistency")
 CALIBRATION_POINTS = 16
 
@@ -51,7 +53,7 @@ class LatentDenoiserConfig:
     widths: tuple[int, ...] = field(default=(96, 160))
     layers_per_block: int = 1
     parameterization: str = "edm"
-    sigma_data: float = math.sqrt(0.5)
+    sigma_data: float = SIGMA_DATA
     t_min: float = 0.002
     t_max: float = 2.0
     rho: float = 7.0
