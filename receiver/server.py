@@ -9,10 +9,14 @@ queued jobs are dropped.
 
 Decoder modes (:mod:`shared.diffusion.modes`): ``jscc``; a latent diffusion denoiser (teacher
 ODE or consistency student) between equalization and the JSCC decoder; or the generative image
-decoder after it. Frames batch only with frames of the same mode.
+decoder, or the semantic fine-tuning module (``finetune``), after it. Frames batch only with
+frames of the same mode.
 
 Cached: the codec and the diffusion networks, loaded once per process and shared by all
-workers (warm).
+workers (warm); and the users' out-of-distribution latent adapters (``PublishAdapter``, a bounded
+LRU of ``SEMCOM_RECEIVER_ADAPTER_CACHE`` users): a frame with ``adapter_version`` > 0 is decoded
+through that user's adapter between f_d and g_s, and answered FAILED_PRECONDITION when the
+receiver does not hold that version (never decoded without it).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import grpc
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import ChannelSpec
+from shared.adaptation import AdapterCache
 from shared.adaptive_codec import DecodedImage, SideInformationLost, decode_adaptive_batch
 from shared.codec import equalize_and_decode_batch
 from shared.config import SemcomConfig
@@ -35,6 +40,7 @@ from shared.imageio import encode_png
 from shared.diffusion.modes import DecoderMode, DiffusionDecoders, parse_mode
 from shared.messages import channel_spec, transmission_from_wire
 from shared.models import DeepJSCC, RateAdaptiveJSCC
+from shared.models.latent_adapter import LatentAdapter
 from shared.rpc import code_for_exception, error_result
 from shared.streaming import StreamSession
 from shared.telemetry import (BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, USER_LATENCY,
@@ -88,11 +94,11 @@ def frame_geometry(model: DeepJSCC | RateAdaptiveJSCC, frame: pb.SymbolFrame) ->
 
 def reconstruct_batch(
     model: DeepJSCC | RateAdaptiveJSCC, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec], k: int,
-    decoders: DiffusionDecoders | None = None,
+    decoders: DiffusionDecoders | None = None, adapters: list[LatentAdapter | None] | None = None,
 ) -> list[pb.ImageResult]:
     """Equalize and decode frames that share a grid, a decoder mode (and, fixed-rate, a rate) in
     one decoder pass; a rate-adaptive frame whose side information was lost is answered
-    DATA_LOSS."""
+    DATA_LOSS. ``adapters``: each frame's latent adapter (``None``: identity; rate-adaptive only)."""
     frames = [received.frame for received in batch]
     grid = (frames[0].grid_height, frames[0].grid_width)
     sizes = [(f.image_height, f.image_width) for f in frames]
@@ -103,7 +109,7 @@ def reconstruct_batch(
     if isinstance(model, RateAdaptiveJSCC):
         jscc = [f.num_symbols - f.side_channel_symbols for f in frames]
         outcomes = decode_adaptive_batch(model, transmissions, specs, jscc, grid, sizes, stage_timer=timer,
-                                         mode=parse_mode(frames[0].mode), decoders=decoders)
+                                         mode=parse_mode(frames[0].mode), decoders=decoders, adapters=adapters)
     else:
         outcomes = [DecodedImage(image, 0)
                     for image in equalize_and_decode_batch(model, transmissions, specs, k, grid, sizes, stage_timer=timer)]
@@ -141,6 +147,16 @@ def reconstruct_batch(
     return results
 
 
+def adapter_from_update(model: DeepJSCC | RateAdaptiveJSCC, update: pb.AdapterUpdate) -> LatentAdapter:
+    """The validated adapter of a PublishAdapter call (``ValueError`` on a bad one)."""
+    if not update.user_id or update.version == 0:
+        raise ValueError("an adapter update needs a user_id and a version > 0")
+    if update.model != "rate-adaptive" or not isinstance(model, RateAdaptiveJSCC):
+        served = "rate-adaptive" if isinstance(model, RateAdaptiveJSCC) else "deepjscc-baseline (no adapters)"
+        raise ValueError(f"adapter is for codec {update.model!r}, this receiver serves {served}")
+    return LatentAdapter.from_bytes(update.parameters, 2 * model.config.max_symbols_per_token)
+
+
 @dataclass
 class Pending:
     """A queued frame, the stream that waits for it and its validated channel spec."""
@@ -148,6 +164,7 @@ class Pending:
     received: pb.ReceivedFrame
     session: StreamSession
     spec: ChannelSpec
+    adapter: LatentAdapter | None = None  # the user's latent adapter the frame asks for
 
 
 class DecodeWorkerPool:
@@ -164,6 +181,17 @@ class DecodeWorkerPool:
         self.executor = ThreadPoolExecutor(config.receiver_workers, thread_name_prefix="rx-worker")
         self.workers = [asyncio.ensure_future(self._work()) for _ in range(config.receiver_workers)]
         WORKERS.labels(SERVICE).set(config.receiver_workers)
+        self.adapters = AdapterCache(config.receiver_adapter_cache)
+
+    def adapter_for(self, frame: pb.SymbolFrame) -> LatentAdapter | None:
+        """The latent adapter a frame asks for (``None``: version 0, identity);
+        ``AdapterMissing`` (FAILED_PRECONDITION) when this receiver does not hold that version."""
+        if not frame.adapter_version:
+            return None
+        if not isinstance(self.model, RateAdaptiveJSCC):
+            raise NotImplementedError("latent adapters are served with the rate-adaptive codec; this receiver "
+                                      "runs the fixed-rate baseline")
+        return self.adapters.get(frame.user_id, frame.adapter_version)
 
     def submit(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         """Validate and queue a frame; raises ``asyncio.QueueFull`` when the receiver is saturated."""
@@ -173,10 +201,11 @@ class DecodeWorkerPool:
         mode = str(parsed)
         k = frame_geometry(self.model, frame)
         spec = channel_spec(frame.channel, self.config)
+        adapter = self.adapter_for(frame)
         frame.mode = mode
         deadline = frame.deadline_unix_ms / 1000.0 if frame.deadline_unix_ms else None
         key = (mode, frame.grid_height, frame.grid_width, k)
-        self.queue.put(Job(frame.user_id, key, Pending(received, session, spec), deadline, time.perf_counter()))
+        self.queue.put(Job(frame.user_id, key, Pending(received, session, spec, adapter), deadline, time.perf_counter()))
         QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
 
     def drop_stream(self, session: StreamSession) -> None:
@@ -217,9 +246,10 @@ class DecodeWorkerPool:
             BUSY_WORKERS.labels(SERVICE).inc()
             frames = [job.payload.received for job in batch]
             specs = [job.payload.spec for job in batch]
+            adapters = [job.payload.adapter for job in batch]
             try:
                 results = await loop.run_in_executor(self.executor, reconstruct_batch, self.model, frames, specs,
-                                                     batch[0].key[3], self.decoders)
+                                                     batch[0].key[3], self.decoders, adapters)
             except Exception as exc:
                 code = code_for_exception(exc)
                 log.exception("decoding a batch of %d failed", len(batch))
@@ -258,6 +288,17 @@ class ReceiverService(pb_grpc.ReceiverServicer):
                 yield result
         finally:
             self.pool.drop_stream(session)
+
+    async def PublishAdapter(self, request: pb.AdapterUpdate, context) -> pb.AdapterAck:
+        """Store a user's latent adapter in the bounded cache; bad updates: INVALID_ARGUMENT."""
+        try:
+            adapter = adapter_from_update(self.pool.model, request)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self.pool.adapters.publish(request.user_id, request.version, adapter)
+        log.info("adapter version %d of user %r stored (%d users cached)", request.version, request.user_id,
+                 len(self.pool.adapters))
+        return pb.AdapterAck(user_id=request.user_id, version=request.version, cached_users=len(self.pool.adapters))
 
     async def close(self) -> None:
         await self.pool.close()

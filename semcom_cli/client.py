@@ -39,6 +39,7 @@ class SendOptions:
     tdl_model: str = ""
     delay_spread_ns: float = 0.0
     speed_mps: float = 0.0
+    use_adapter: bool = False  # decode through the user's latent adapter (semcom adapt)
 
     def request(self, request_id: str, image: bytes) -> pb.ImageRequest:
         spec = pb.ChannelSpec(kind=self.channel, snr_db=self.snr_db, k_factor=self.k_factor,
@@ -49,7 +50,7 @@ class SendOptions:
         if self.seed is not None:
             spec.seed = self.seed
         return pb.ImageRequest(request_id=request_id, user_id=self.user_id, image=image, channel=spec,
-                               target_cbr=self.cbr, mode=self.mode)
+                               target_cbr=self.cbr, mode=self.mode, use_adapter=self.use_adapter)
 
 
 def expand_images(paths: Iterable[str]) -> list[Path]:

@@ -18,12 +18,40 @@ Systems, all at the same target CBR:
                  --modes entry: jscc (its decoder alone), teacher[:N] (diffusion ODE from the
                  channel's t_m), consistency[:s] (the distilled 1-step student),
                  generative[-p][:steps] (the conditional diffusion image decoder, distortion-
-                 or perception-oriented), labelled adaptive, adaptive/teacher:N ...
+                 or perception-oriented), finetune (the semantic fine-tuning module of paper
+                 002 sec. III-D), labelled adaptive, adaptive/teacher:N ...
   deepjscc       the fixed-rate SNR-adaptive DeepJSCC baseline (shipped weights)
+  deepjscc-vae   the baseline at its base rate (k0 = 32 symbols per token) with a trained
+                 down-sampler before the channel (k0/r symbols per token) and the SNR-conditioned
+                 VAE up-sampler after it, the baseline decoder frozen (paper 001 sec. IV); one
+                 system per --vae-weights file, labelled deepjscc-vae/<file stem> (shipped:
+                 vae_upsampler_x2 at CBR 1/48, vae_upsampler_x4 at CBR 1/96)
   jpeg-ldpc      JPEG (Pillow) + 5G NR LDPC + QAM (Sionna), the best modulation and code
   avif-ldpc      rate for the nominal SNR (AWGN thresholds measured on this link), decoded
                  through the same channel: one lost codeword loses the file (the cliff)
   avif-capacity  the separation bound: AVIF at the AWGN capacity budget N log2(1+SNR) bits
+  adaptive+adapter  with --adapt IMAGE ...: the rate-adaptive codec (jscc mode) through one
+                 out-of-distribution latent adapter g_w(z) = W z + b (paper 003 sec. III-D)
+                 learned from those images before the run (shared.adaptation.learn_adapter,
+                 over this run's channels and CBRs, SNR 0-20 dB); listed next to adaptive
+  adaptive-robust  the rate-adaptive codec with the robust transmitter (--robust-weights,
+                 paper 003 sec. III-C: g_a and f_e fine-tuned against PGD, receiver unchanged),
+                 jscc decoder mode
+
+Fixed-rate systems (deepjscc, deepjscc-vae/...) serve only their own CBRs: where one does not
+serve a --cbr it is skipped there, with a note on stderr and under summary.md's table; a CBR
+that no system serves is an error.
+
+Perturbed input (--perturb SPEC ...): every system is also run on a perturbed copy of each
+image, labelled <system>@<spec> (adaptive@pgd:0.3, jpeg-ldpc@noise:10), and scored against
+the CLEAN original:
+  pgd:LEVEL[:STEPS]  white-box semantic error (paper 003 eq. 7): STEPS (default 5) PGD steps
+                 maximizing the change of the system's own reconstruction within an L2 ball of
+                 LEVEL * sqrt(H W) on [0, 1] pixels; the attack runs the codec's encoder and
+                 decoder without channel noise at the request's SNR and mean symbols per token
+                 from the CBR. Only adaptive (jscc mode) and adaptive-robust have a gradient.
+  noise:SNR      Gaussian input noise at this image SNR (dB), any system
+The perturbation is drawn from (seed, image, SNR, channel, spec), so a resumed run redraws it.
 """
 
 from __future__ import annotations
@@ -43,30 +71,71 @@ from tqdm import tqdm
 from shared.channel import CHANNEL_KINDS, ChannelSpec
 from shared.codec import parse_cbr
 from shared.diffusion.modes import parse_mode
-from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, GENERATIVE_WEIGHTS, RATE_ADAPTIVE_WEIGHTS,
-                           TEACHER_WEIGHTS, load_config)
-from shared.evaluation import (System, capacity_system, channel_seed, deepjscc_system, rate_adaptive_system,
-                               separation_system)
+from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, FINETUNE_WEIGHTS, GENERATIVE_WEIGHTS,
+                           RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS, TEACHER_WEIGHTS, load_config)
+from shared.evaluation import (System, capacity_system, channel_seed, deepjscc_system, perturbed_system,
+                               rate_adaptive_attack_forward, rate_adaptive_system, separation_system)
+from shared.config import VAE_UPSAMPLER_WEIGHTS
+from shared.evaluation import serves
+from shared.perturbation import parse_perturbation
 from shared.imageio import load_image_file
 from shared.quality import ms_ssim, psnr
 
 from . import argtypes
 
 FIELDS = ("system", "channel", "cbr", "snr_db", "image", "achieved_cbr", "psnr", "ms_ssim", "info")
-SYSTEMS = ("adaptive", "deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity")
+SYSTEMS = ("adaptive", "deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity", "adaptive-robust",
+           "deepjscc-vae")
+ADAPTER_SYSTEM = "adaptive+adapter"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
-def system_names(args) -> list[str]:
-    """The systems' labels: each of ``--systems``, the adaptive codec once per ``--modes`` entry
-    (``adaptive`` for jscc, ``adaptive/teacher:25`` ...)."""
+def base_system_names(args) -> list[str]:
+    """The unperturbed systems' labels: each of ``--systems``, the adaptive codec once per
+    ``--modes`` entry (``adaptive`` for jscc, ``adaptive/teacher:25`` ...)."""
     names = []
     for name in args.systems:
         if name == "adaptive":
             names += ["adaptive" if mode == "jscc" else f"adaptive/{mode}" for mode in args.modes]
+            names += [ADAPTER_SYSTEM] if args.adapt else []
+        elif name == "deepjscc-vae":
+            names += list(vae_weights(args))
         else:
             names.append(name)
     return names
+
+
+def vae_weights(args) -> dict[str, str]:
+    """``deepjscc-vae/<file stem>`` -> weights file, one per ``--vae-weights`` entry."""
+    return {f"deepjscc-vae/{Path(path).stem}": path for path in args.vae_weights}
+
+
+def served(systems: dict[str, System], label: str, cbr) -> bool:
+    """Whether the system of ``label`` serves ``cbr`` (a perturbed label: its base system's CBRs)."""
+    return serves(systems[label.partition("@")[0]], cbr)
+
+
+def system_names(args) -> list[str]:
+    """Every label of the run: each base system, then it once per ``--perturb`` spec
+    (``adaptive``, ``adaptive@pgd:0.3`` ...)."""
+    return [label for name in base_system_names(args) for label in [name, *(f"{name}@{p}" for p in args.perturb)]]
+
+
+def learned_adapter(args, codec):
+    """The latent adapter of ``--adapt``, learned on the codec (``ValueError`` when an adaptation
+    image is among the evaluated ones)."""
+    from shared.adaptation import ADAPTER_CHANNEL_KINDS, AdaptationOptions, learn_adapter
+    from training.data import list_images
+
+    evaluated = {path.resolve() for path in list_images(args.data)[: args.limit]}
+    if any(Path(path).resolve() in evaluated for path in args.adapt):
+        raise ValueError("the --adapt images must not be among the evaluated ones (--data)")
+    kinds = tuple(kind for kind in args.channel if kind in ADAPTER_CHANNEL_KINDS) or ADAPTER_CHANNEL_KINDS
+    options = AdaptationOptions(kinds=kinds, cbrs=tuple(args.cbr), steps=args.adapt_steps)
+    result = learn_adapter(codec, [load_image_file(path) for path in args.adapt], options)
+    print(f"adapter from {len(args.adapt)} image(s), {options.steps} steps, {result.seconds:.0f} s: PSNR on them "
+          f"{result.psnr_before_db:.2f} -> {result.psnr_after_db:.2f} dB", file=sys.stderr)
+    return result.adapter
 
 
 def build_systems(args, device: str) -> dict[str, System]:
@@ -78,22 +147,46 @@ def build_systems(args, device: str) -> dict[str, System]:
     if modes:
         codec = load_model(args.adaptive_weights, device)
         config = load_config(device=device, teacher_weights=args.teacher_weights,
-                             consistency_weights=args.consistency_weights, generative_weights=args.generative_weights)
+                             consistency_weights=args.consistency_weights, generative_weights=args.generative_weights,
+                             finetune_weights=args.finetune_weights)
         decoders = load_diffusion_decoders(config, codec) if any(m.diffusion for m in modes) else None
         for mode in modes:
             if mode.diffusion:
                 decoders.model_for(mode)
 
+    attack_forwards = {}  # label -> the white-box attacker's differentiable model of the system
+
     def adaptive(label: str) -> System:
+        if label == "adaptive":
+            attack_forwards[label] = rate_adaptive_attack_forward(codec)
         return rate_adaptive_system(codec, parse_mode(label.partition("/")[2]), decoders)
+
+    def adaptive_robust() -> System:
+        robust = load_model(args.robust_weights, device)
+        attack_forwards["adaptive-robust"] = rate_adaptive_attack_forward(robust)
+        return rate_adaptive_system(robust)
 
     factories = {
         "deepjscc": lambda: deepjscc_system(load_model(args.weights, device)),
         "jpeg-ldpc": lambda: separation_system("jpeg"),
         "avif-ldpc": lambda: separation_system("avif"),
         "avif-capacity": lambda: capacity_system("avif"),
+        "adaptive-robust": adaptive_robust,
+        ADAPTER_SYSTEM: lambda: rate_adaptive_system(codec, adapter=learned_adapter(args, codec)),
+        **{label: (lambda path=path: deepjscc_system(load_model(path, device)))
+           for label, path in vae_weights(args).items()},
     }
-    return {name: adaptive(name) if name.startswith("adaptive") else factories[name]() for name in system_names(args)}
+    systems = {}
+    for name in base_system_names(args):
+        system = adaptive(name) if name == "adaptive" or name.startswith("adaptive/") else factories[name]()
+        systems[name] = system
+        for perturbation in args.perturb:
+            if perturbation.needs_gradient and name not in attack_forwards:
+                raise ValueError(f"--perturb {perturbation} is a white-box attack on the system's encoder and "
+                                 f"decoder, and {name} has no gradient here (pgd works on adaptive in jscc mode "
+                                 f"and adaptive-robust; noise:SNR works on every system)")
+            systems[f"{name}@{perturbation}"] = perturbed_system(system, perturbation, attack_forwards.get(name))
+    return systems
 
 
 def channel_spec(args, kind: str, snr: float, seed: int) -> ChannelSpec:
@@ -127,7 +220,7 @@ def evaluate(args, systems: dict[str, System], files: list[Path], out: Path) -> 
     rows = read_done(path)
     done = {row_key(row) for row in rows}
     settings = [(f, kind, cbr, snr, name) for f in files for kind in args.channel for cbr in args.cbr
-                for snr in args.snr for name in systems]
+                for snr in args.snr for name in systems if served(systems, name, cbr)]
     todo = [s for s in settings if (s[4], s[1], str(s[2]), float(s[3]), s[0].name) not in done]
     new_file = not path.is_file()
     with path.open("a", newline="") as f, tqdm(total=len(settings), initial=len(settings) - len(todo),
@@ -168,6 +261,8 @@ def summary(rows: list[dict], args, n_images: int, command: str) -> str:
     for kind in args.channel:
         for cbr in map(str, args.cbr):
             for name in system_names(args):
+                if (name, kind, cbr, float(args.snr[0])) not in psnrs:
+                    continue  # a CBR this fixed-rate system does not serve
                 cells = [f"{psnrs[name, kind, cbr, float(snr)]:.2f} / {ssims[name, kind, cbr, float(snr)]:.3f}"
                          for snr in args.snr]
                 lines.append(f"| {name} | {channel_label(args, kind)} | {cbr} | " + " | ".join(cells) + " |")
@@ -187,6 +282,8 @@ def plot(rows: list[dict], args, metric: str, label: str, path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (kind, cbr) in zip(axes[0], panels):
         for name in system_names(args):
+            if (name, kind, cbr, float(args.snr[0])) not in values:
+                continue  # a CBR this fixed-rate system does not serve
             ax.plot(args.snr, [values[name, kind, cbr, float(snr)] for snr in args.snr], marker="o", label=name)
         ax.set_title(f"{channel_label(args, kind)}, CBR {cbr}")
         ax.set_xlabel("SNR, Es/N0 (dB)")
@@ -205,8 +302,9 @@ def grid(args, systems: dict[str, System], file: Path, path: Path) -> None:
 
     image = load_image_file(file)
     kind, cbr = args.channel[0], args.cbr[0]
+    shown = [name for name in systems if served(systems, name, cbr)]
     tiles = []
-    for name in systems:
+    for name in shown:
         row = [image]
         for snr in args.snr:
             spec = channel_spec(args, kind, snr, channel_seed(args.seed, file.name, snr, kind))
@@ -215,7 +313,7 @@ def grid(args, systems: dict[str, System], file: Path, path: Path) -> None:
     h, w = image.shape[-2] // 2, image.shape[-1] // 2
     canvas = Image.new("RGB", (w * (1 + len(args.snr)), (h + 14) * len(tiles)), "white")
     draw = ImageDraw.Draw(canvas)
-    for r, (name, row) in enumerate(zip(systems, tiles)):
+    for r, (name, row) in enumerate(zip(shown, tiles)):
         for c, (snr, tile) in enumerate(zip([None, *args.snr], row)):
             small = torch.nn.functional.interpolate(tile[None], size=(h, w), mode="area")[0]
             array = small.mul(255).round().byte().permute(1, 2, 0).numpy()
@@ -235,12 +333,21 @@ def run_eval(args) -> int:
             channel_spec(args, kind, args.snr[0], 0)
         device = load_config(device=args.device).resolve_device()
         args.modes = [str(parse_mode(mode)) for mode in args.modes]
+        args.perturb = [parse_perturbation(spec) for spec in args.perturb]
+        if args.adapt and "adaptive" not in args.systems:
+            raise ValueError("--adapt adds adaptive+adapter next to adaptive: add adaptive to --systems")
         systems = build_systems(args, device)
-        for cbr in args.cbr:  # a system that does not serve a CBR says so now, not mid-run
-            next(iter(systems.values()))(load_image_file(files[0])[:, :256, :256], ChannelSpec(), cbr)
+        for cbr in args.cbr:  # a CBR no system serves fails now (the first system says why), not mid-run
+            serving = [label for label in systems if served(systems, label, cbr)] or list(systems)
+            systems[serving[0]](load_image_file(files[0])[:, :256, :256], ChannelSpec(), cbr)
     except (FileNotFoundError, ValueError, NotImplementedError) as exc:
         print(f"semcom eval: {exc}", file=sys.stderr)
         return 2
+    skipped = [f"{label} serves only CBR {', '.join(map(str, systems[label.partition('@')[0]].cbrs))}: skipped at "
+               + ", ".join(str(cbr) for cbr in args.cbr if not served(systems, label, cbr))
+               for label in systems if not all(served(systems, label, cbr) for cbr in args.cbr)]
+    for note in skipped:
+        print(f"semcom eval: note: {note}", file=sys.stderr)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     rows = evaluate(args, systems, files, out)
@@ -248,6 +355,8 @@ def run_eval(args) -> int:
               for s in args.snr for n in system_names(args)}
     rows = [row for row in rows if row_key(row) in wanted]
     text = summary(rows, args, len(files), args.command_line)
+    if skipped:
+        text += "\n" + "".join(f"- {note}\n" for note in skipped)
     (out / "summary.md").write_text(text)
     plot(rows, args, "psnr", "PSNR (dB)", out / "psnr_vs_snr.png")
     plot(rows, args, "ms_ssim", "MS-SSIM", out / "msssim_vs_snr.png")
@@ -270,9 +379,13 @@ def add_parser(sub) -> None:
                         help=f"systems to compare: {', '.join(SYSTEMS)} (default deepjscc)")
     parser.add_argument("--modes", nargs="+", default=["jscc"],
                         help="decoder modes of the adaptive codec, each its own system: jscc, teacher[:N], "
-                             "consistency[:s], generative[:steps], generative-p[:steps] (default jscc)")
+                             "consistency[:s], generative[:steps], generative-p[:steps], finetune (default jscc)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     parser.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
+    parser.add_argument("--adapt", nargs="+", default=[], metavar="IMAGE",
+                        help="learn one out-of-distribution latent adapter from these images (not among --data's) "
+                             "and add the system adaptive+adapter (needs adaptive in --systems)")
+    parser.add_argument("--adapt-steps", type=int, default=200, help="optimizer steps of --adapt (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the channel draws (default 0)")
     parser.add_argument("--coherence", type=int, default=64, help="block-fading length (default 64)")
     parser.add_argument("--k-factor", type=argtypes.finite, default=1.0, help="Rician K (default 1)")
@@ -280,8 +393,18 @@ def add_parser(sub) -> None:
     parser.add_argument("--tdl-model", default="A", help="3GPP TDL profile A..E (default A)")
     parser.add_argument("--weights", default=str(BASELINE_WEIGHTS), help="fixed-rate DeepJSCC weights")
     parser.add_argument("--adaptive-weights", default=str(RATE_ADAPTIVE_WEIGHTS), help="rate-adaptive codec weights")
+    parser.add_argument("--vae-weights", nargs="+", default=[str(p) for p in VAE_UPSAMPLER_WEIGHTS], metavar="FILE",
+                        help="VAE up-sampler weights, each its own system deepjscc-vae/<file stem> serving the one "
+                             "CBR of its config (default the shipped x2 at 1/48 and x4 at 1/96)")
+    parser.add_argument("--robust-weights", default=str(ROBUST_WEIGHTS),
+                        help="rate-adaptive codec with the robust transmitter (system adaptive-robust)")
+    parser.add_argument("--perturb", nargs="+", default=[], metavar="SPEC",
+                        help="also run every system on perturbed input, scored against the clean image: "
+                             "pgd:LEVEL[:STEPS] (white-box, L2 budget LEVEL*sqrt(HW)) or noise:SNR (dB); "
+                             "labelled <system>@<spec>")
     parser.add_argument("--teacher-weights", default=str(TEACHER_WEIGHTS), help="diffusion teacher weights")
     parser.add_argument("--consistency-weights", default=str(CONSISTENCY_WEIGHTS), help="consistency student weights")
     parser.add_argument("--generative-weights", default=str(GENERATIVE_WEIGHTS), help="generative image decoder weights")
+    parser.add_argument("--finetune-weights", default=str(FINETUNE_WEIGHTS), help="semantic fine-tuning module weights")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
     parser.set_defaults(func=run_eval)

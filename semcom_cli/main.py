@@ -35,7 +35,7 @@ from shared.channel.tdl import TDL_MODELS
 from shared.config import REPO_ROOT, load_config
 from shared.messages import DECODER_MODES
 
-from . import argtypes, bench, channel_stats, evaluate
+from . import adapt, argtypes, bench, channel_stats, evaluate
 from . import health as health_cli
 from .client import SendOptions, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
@@ -125,7 +125,9 @@ def add_send_options(parser: argparse.ArgumentParser) -> None:
                              "schedule (default 100; more steps at lower SNR); consistency[:s]: the distilled "
                              "student, 1 step (s: with s-1 resampling rounds); generative[:steps] / generative-p[:steps]: the "
                              "conditional diffusion image decoder after the JSCC decoder, distortion- / perception-"
-                             "oriented, 1 step by default. Default jscc")
+                             "oriented, 1 step by default; finetune: the semantic fine-tuning module (a 4-step "
+                             "diffusion over a prior vector guiding a restoration net) after the JSCC decoder. "
+                             "Default jscc")
     parser.add_argument("--k-factor", type=float, default=0.0, help="Rician K (linear), rician only")
     parser.add_argument("--coherence", type=int, default=0,
                         help="block-fading length in symbols, MIMO: channel uses (0: default 64)")
@@ -142,6 +144,9 @@ def add_send_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=0.0, help="TDL terminal speed in m/s (default 0: static)")
     parser.add_argument("--seed", type=int, help="seed of the channel draws (default: fresh randomness)")
     parser.add_argument("--user", default="cli", help="user id sent with each request")
+    parser.add_argument("--use-adapter", action="store_true",
+                        help="decode through the user's out-of-distribution latent adapter, learned first with "
+                             "`semcom adapt --user U IMAGE ...` (rate-adaptive codec; default: off, identity)")
     parser.add_argument("--target", help="transmitter address host:port (default from SEMCOM_HOST/SEMCOM_TRANSMITTER_PORT)")
     parser.add_argument("--timeout", type=float, default=None, help="give up on the stream after this many seconds")
 
@@ -151,7 +156,7 @@ def options_from(args, snr_db: float) -> SendOptions:
                        coherence_symbols=args.coherence, seed=args.seed, user_id=args.user,
                        tx_antennas=args.antennas[0], rx_antennas=args.antennas[1], mimo_scheme=args.mimo_scheme,
                        csi=args.csi, pilots=args.pilots, tdl_model=args.tdl_model,
-                       delay_spread_ns=args.delay_spread, speed_mps=args.speed)
+                       delay_spread_ns=args.delay_spread, speed_mps=args.speed, use_adapter=args.use_adapter)
 
 
 def run_send(args) -> int:
@@ -270,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
     channel_stats.add_parser(sub)
     evaluate.add_parser(sub)
+    adapt.add_parser(sub)
 
     health = sub.add_parser("health", help="check a service's gRPC health (exit 0 when SERVING)")
     health_cli.add_arguments(health)

@@ -34,6 +34,7 @@ from .diffusion.channel_state import diffusion_state, prior_where_unsent
 from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders, decoder_input
 from .codec import achieved_cbr, pad_to_multiple
 from .entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
+from .models.latent_adapter import LatentAdapter
 from .models.rate_adaptive import (RateAdaptiveJSCC, allocate_symbols, choose_beta, normalize_latent, pack_symbols,
                                    symbol_mask, unpack_symbols)
 from .side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
@@ -248,11 +249,12 @@ def received_latent(symbols: EqualizedSymbols, symbol_map: torch.Tensor, max_sym
 @torch.inference_mode()
 def reconstruct_received(model: RateAdaptiveJSCC, received: list[ReceivedLatent], snr_db: list[float],
                          mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None,
-                         timer: Callable[[str], AbstractContextManager] | None = None) -> tuple[torch.Tensor, list[int]]:
+                         timer: Callable[[str], AbstractContextManager] | None = None,
+                         adapter: LatentAdapter | None = None) -> tuple[torch.Tensor, list[int]]:
     """Frames of one token grid -> (B, 3, H, W) images and the network evaluations each took: the
     JSCC decoder on the equalized latents (``jscc``), after the latent denoiser (teacher,
     consistency; ``timer("denoise")``), or followed by the generative image decoder
-    (``timer("generate")``)."""
+    (``timer("generate")``) or the semantic fine-tuning module (``timer("finetune")``)."""
     timer = timer or (lambda _stage: nullcontext())
     decoders = decoders or DiffusionDecoders()  # empty: a diffusion mode is refused by model_for
     device = next(model.parameters()).device
@@ -270,11 +272,15 @@ def reconstruct_received(model: RateAdaptiveJSCC, received: list[ReceivedLatent]
     else:
         latent = torch.stack([r.equalized for r in received]).to(device)
     with timer("decode"):
-        images = model.reconstruct(latent.to(device), maps, snr.to(device))
+        images = model.reconstruct(latent.to(device), maps, snr.to(device), adapter)  # adapter: per image, or None
     if mode.generative:
         with timer("generate"):
             images, steps = decoders.generate(mode, images, make_generator(0))
         nfe = [n + steps for n in nfe]
+    if mode.finetune:
+        with timer("finetune"):
+            images, evaluations = decoders.fine_tune(mode, images, make_generator(0))
+        nfe = [n + evaluations for n in nfe]
     return images.float().cpu(), nfe
 
 
@@ -288,12 +294,14 @@ def decode_adaptive_batch(
     stage_timer: Callable[[str], AbstractContextManager] | None = None,
     mode: DecoderMode = JSCC,
     decoders: DiffusionDecoders | None = None,
+    adapters: list[LatentAdapter | None] | None = None,
 ) -> list[DecodedImage | SideInformationLost]:
     """The receiver's stages for frames sharing a token grid: per frame a :class:`DecodedImage`
     of (3, H_i, W_i), or the :class:`SideInformationLost` that stopped it. ``stage_timer(name)``
     wraps the ``equalize``, ``side_information``, ``denoise`` (diffusion modes) and ``decode``
-    stages (and ``generate``, generative modes). ``mode`` and ``decoders``: see
-    :func:`reconstruct_received`."""
+    stages (and ``generate``, generative modes; ``finetune``, the fine-tuning mode). ``mode`` and ``decoders``: see
+    :func:`reconstruct_received`. ``adapters``: each frame's latent adapter (``None``: identity),
+    applied between f_d and g_s; ``None``: no adapter for any frame."""
     timer = stage_timer or (lambda _stage: nullcontext())
     with timer("equalize"):
         equalized = [_split(receive(t, spec), n) for t, spec, n in zip(transmissions, specs, jscc_symbols)]
@@ -319,7 +327,9 @@ def decode_adaptive_batch(
             received.append(received_latent(symbols, symbol_map, model.config.max_symbols_per_token, n0))
             snrs.append(spec.snr_db)
     if ready:
-        images, nfe = reconstruct_received(model, received, snrs, mode, decoders, timer)
+        adapter = None if adapters is None or all(a is None for a in adapters) else LatentAdapter.stack(
+            [adapters[i] for i in ready], 2 * model.config.max_symbols_per_token)
+        images, nfe = reconstruct_received(model, received, snrs, mode, decoders, timer, adapter)
         for index, image, size, count in zip(ready, images, side_bytes, nfe):
             h, w = image_sizes[index]
             outcomes[index] = DecodedImage(image[:, :h, :w], size, count)

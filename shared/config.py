@@ -16,9 +16,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_WEIGHTS = REPO_ROOT / "weights" / "deepjscc_baseline.safetensors"
 RATE_ADAPTIVE_WEIGHTS = REPO_ROOT / "weights" / "rate_adaptive.safetensors"
+ROBUST_WEIGHTS = REPO_ROOT / "weights" / "rate_adaptive_robust.safetensors"  # robust transmitter, same receiver
 TEACHER_WEIGHTS = REPO_ROOT / "weights" / "latent_teacher.safetensors"
 CONSISTENCY_WEIGHTS = REPO_ROOT / "weights" / "latent_consistency.safetensors"
 GENERATIVE_WEIGHTS = REPO_ROOT / "weights" / "generative_decoder.safetensors"
+VAE_UPSAMPLER_WEIGHTS = tuple(REPO_ROOT / "weights" / f"vae_upsampler_x{r}.safetensors" for r in (2, 4))  # baseline + F_d/F_u
+FINETUNE_WEIGHTS = REPO_ROOT / "weights" / "semantic_finetune.safetensors"
 DEFAULT_WEIGHTS = RATE_ADAPTIVE_WEIGHTS  # the codec the services serve unless SEMCOM_WEIGHTS says otherwise
 
 
@@ -58,6 +61,8 @@ class SemcomConfig:
     teacher_weights: str = str(TEACHER_WEIGHTS)
     consistency_weights: str = str(CONSISTENCY_WEIGHTS)
     generative_weights: str = str(GENERATIVE_WEIGHTS)
+    # The semantic fine-tuning module of the finetune decoder mode ("" = not served).
+    finetune_weights: str = str(FINETUNE_WEIGHTS)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     torch_threads: int = 0  # 0: leave PyTorch's default
     # Receiver scheduling (MU-GSC): concurrent workers, bounded queue, dynamic batching.
@@ -66,6 +71,10 @@ class SemcomConfig:
     receiver_max_batch: int = 8  # images decoded together (same grid, rate and mode)
     receiver_max_wait_ms: float = 2.0  # how long a worker waits to fill a batch
     receiver_scheduler: str = "fair"  # "fair": per-user round robin; "fifo": arrival order
+    # Out-of-distribution latent adapters (Transmitter.Adapt): users whose adapters the receiver
+    # keeps (least recently used evicted), and the most images one Adapt request may carry.
+    receiver_adapter_cache: int = 1024
+    adapt_max_images: int = 8
     # Transmitter encoder and channel emulator: workers behind one bounded queue each,
     # served per user round robin ("fair") or in arrival order ("fifo").
     transmitter_workers: int = 2

@@ -22,6 +22,9 @@ from .adaptive_codec import SideInformationLost, decode_adaptive_batch, encode_a
 from .codec import achieved_cbr, encode_image, equalize_and_decode
 from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders
 from .models import DeepJSCC, RateAdaptiveJSCC
+from .models.latent_adapter import LatentAdapter
+from .perturbation import Perturbation, noiseless_round_trip, perturbation_seed, request_mean_symbols
+from .quality import psnr
 
 
 @dataclass
@@ -54,7 +57,9 @@ def channel_seed(seed: int, image_name: str, snr_db: float, kind: str) -> int:
 
 
 def deepjscc_system(model: DeepJSCC) -> System:
-    """The fixed-rate DeepJSCC baseline: encode, channel, equalize, decode."""
+    """The fixed-rate DeepJSCC baseline: encode, channel, equalize, decode. Any model with its
+    interface serves here too (the VAE up-sampler of :mod:`shared.models.vae_upsampler`); the
+    system's ``cbrs`` are the CBRs the model serves (:func:`serves`)."""
 
     def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
         encoded = encode_image(model, image, spec.snr_db, cbr)
@@ -63,12 +68,21 @@ def deepjscc_system(model: DeepJSCC) -> System:
                                       encoded.image_size)
         return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size))
 
+    run.cbrs = tuple(model.config.cbr_of(k) for k in sorted(model.config.trained_symbols_per_token))
     return run
 
 
-def rate_adaptive_system(model: RateAdaptiveJSCC, mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None) -> System:
+def serves(system: System, cbr: Fraction) -> bool:
+    """Whether ``system`` serves ``cbr``: a fixed-rate system (one with ``cbrs``) only its own,
+    every other system any CBR."""
+    return cbr in getattr(system, "cbrs", (cbr,))
+
+
+def rate_adaptive_system(model: RateAdaptiveJSCC, mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None,
+                         adapter: LatentAdapter | None = None) -> System:
     """The rate-adaptive codec: hyperprior allocation, JSCC symbols and the protected side
-    channel in one frame, decoded in ``mode`` (diffusion modes through ``decoders``); a lost side
+    channel in one frame, decoded in ``mode`` (diffusion modes through ``decoders``; with
+    ``adapter``, through that latent adapter between f_d and g_s); a lost side
     channel loses the image (mid-grey, ``failed`` = 1). ``info`` gives the network evaluations
     and the receiver's equalize-to-image time (``rx_ms``, this machine)."""
     from .separation import GREY
@@ -78,7 +92,8 @@ def rate_adaptive_system(model: RateAdaptiveJSCC, mode: DecoderMode = JSCC, deco
         transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
         started = time.perf_counter()
         (outcome,) = decode_adaptive_batch(model, [transmission], [spec], [encoded.jscc_symbols], encoded.grid,
-                                           [encoded.image_size], mode=mode, decoders=decoders)
+                                           [encoded.image_size], mode=mode, decoders=decoders,
+                                           adapters=None if adapter is None else [adapter])
         rx_ms = 1000 * (time.perf_counter() - started)
         lost = isinstance(outcome, SideInformationLost)
         info = {"side_symbols": encoded.side_symbols, "side_bytes": len(encoded.side_information),
@@ -86,6 +101,41 @@ def rate_adaptive_system(model: RateAdaptiveJSCC, mode: DecoderMode = JSCC, deco
                 "nfe": 0 if lost else outcome.nfe, "rx_ms": round(rx_ms, 1)}
         decoded = torch.full_like(image, GREY) if lost else outcome.image
         return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size), info)
+
+    return run
+
+
+AttackForward = Callable[[torch.Tensor, ChannelSpec, Fraction], torch.Tensor]
+
+
+def rate_adaptive_attack_forward(model: RateAdaptiveJSCC) -> AttackForward:
+    """The white-box attacker's model of :func:`rate_adaptive_system` (jscc mode): (B, 3, H, W),
+    channel, CBR -> (B, 3, H, W) through the codec's own encoder and decoder, differentiably:
+    the noiseless chain at the request's SNR and mean symbols per token from the CBR
+    (:func:`~shared.perturbation.noiseless_round_trip`, :func:`~shared.perturbation.request_mean_symbols`)."""
+    device = next(model.parameters()).device
+
+    def forward(images: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> torch.Tensor:
+        mean_symbols = request_mean_symbols(model, tuple(images.shape[-2:]), cbr)
+        return noiseless_round_trip(model, images.to(device), spec.snr_db, mean_symbols).to(images.device)
+
+    return forward
+
+
+def perturbed_system(system: System, perturbation: Perturbation, attack_forward: AttackForward | None = None) -> System:
+    """``system`` fed a perturbed copy of its input (8-bit quantized, as an uploaded PNG would
+    be); the caller scores the output against the clean original. pgd attacks
+    ``attack_forward`` (white box; required for pgd). The perturbation is drawn from
+    :func:`~shared.perturbation.perturbation_seed` of the measurement's channel seed, so it is
+    the same on a resumed run. ``info`` adds the perturbed input's PSNR (``input_psnr``, dB)."""
+
+    def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
+        forward = None if attack_forward is None else (lambda images: attack_forward(images, spec, cbr))
+        generator = make_generator(perturbation_seed(spec.seed or 0, perturbation))
+        perturbed = quantize(perturbation.apply(image[None], forward, generator)[0])
+        output = system(perturbed, spec, cbr)
+        output.info["input_psnr"] = round(float(psnr(image[None], perturbed[None])[0]), 3)
+        return output
 
     return run
 

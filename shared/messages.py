@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from .adaptation import AdaptationOptions
 from .api.semcom.v1 import semcom_pb2 as pb
 from .channel import ChannelOutput, ChannelSpec
 from .channel.link import Transmission
@@ -23,7 +24,8 @@ from .diffusion.modes import parse_mode
 from .symbols import pack_complex, unpack_complex
 
 DEFAULT_CBR = Fraction(1, 24)
-DECODER_MODES = ("jscc", "teacher[:N]", "consistency[:s]", "generative[:steps]", "generative-p[:steps]")
+DECODER_MODES = ("jscc", "teacher[:N]", "consistency[:s]", "generative[:steps]", "generative-p[:steps]",
+                 "finetune")
 """Decoder modes this release serves (:mod:`shared.diffusion.modes`)."""
 
 
@@ -126,3 +128,21 @@ def decoder_mode(text: str) -> str:
     """A request's decoder mode, normalized ('' means jscc; 'teacher:50', 'consistency:2', ...);
     see :func:`shared.diffusion.modes.parse_mode` for the errors."""
     return str(parse_mode(text))
+
+
+def adaptation_options(request: pb.AdaptRequest, config: SemcomConfig) -> AdaptationOptions:
+    """The validated options of an Adapt request (zero fields take the defaults)."""
+    if not request.user_id:
+        raise ValueError("an adapter is learned per user: user_id is required")
+    if not 1 <= len(request.images) <= config.adapt_max_images:
+        raise ValueError(f"adaptation takes 1 to {config.adapt_max_images} images, got {len(request.images)}")
+    if any(len(image) > config.max_image_bytes for image in request.images):
+        raise ValueError(f"an adaptation image is over the limit of {config.max_image_bytes} bytes")
+    defaults = AdaptationOptions()
+    snr = (request.snr_min_db, request.snr_max_db)
+    if not all(math.isfinite(value) for value in snr):
+        raise ValueError(f"adaptation SNR range {snr} must be finite")
+    options = AdaptationOptions(snr_range_db=snr if any(snr) else defaults.snr_range_db,
+                                steps=request.steps or defaults.steps)
+    options.validate()
+    return options

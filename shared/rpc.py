@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,6 +31,17 @@ def insecure_channel(target: str, config: SemcomConfig) -> grpc.aio.Channel:
     spread over them.
     """
     return grpc.aio.insecure_channel(target, options=[*message_options(config), ("grpc.lb_policy_name", "round_robin")])
+
+
+def replica_targets(target: str) -> list[str]:
+    """Every server behind ``target``: for ``dns:///host:port`` one ``ip:port`` per resolved address
+    (the replicas of ``docker compose up --scale``), otherwise ``target`` itself. ``OSError`` when the
+    name does not resolve."""
+    if not target.startswith("dns:///"):
+        return [target]
+    host, _, port = target.removeprefix("dns:///").rpartition(":")
+    addresses = sorted({info[4][0] for info in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)})
+    return [f"[{address}]:{port}" if ":" in address else f"{address}:{port}" for address in addresses]
 
 
 async def start_server(config: SemcomConfig, port: int, service_name: str, register) -> tuple[grpc.aio.Server, int]:

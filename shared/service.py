@@ -33,7 +33,7 @@ def load_model(config: SemcomConfig):
 
 def load_diffusion_decoders(config: SemcomConfig, codec):
     """The diffusion networks for ``codec`` (``config.teacher_weights``,
-    ``config.consistency_weights``, ``config.generative_weights``); none for a codec other than
+    ``config.consistency_weights``, ``config.generative_weights``, ``config.finetune_weights``); none for a codec other than
     the rate-adaptive one. Each is optional: a missing file, or a latent denoiser made for
     another latent size, leaves its modes unserved (logged; requests for them are answered
     UNIMPLEMENTED)."""
@@ -48,7 +48,7 @@ def load_diffusion_decoders(config: SemcomConfig, codec):
     log = logging.getLogger("semcom.receiver")
     loaded = {}
     for name, path in (("teacher", config.teacher_weights), ("student", config.consistency_weights),
-                       ("generative", config.generative_weights)):
+                       ("generative", config.generative_weights), ("finetune", config.finetune_weights)):
         if not path or not Path(path).is_file():
             log.warning("no %s weights at %r: its decoder modes are not served", name, path)
             continue

@@ -49,7 +49,8 @@ from shared.models.io import save_model
 from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 from shared.quality import psnr
 from training.loop import TrainingRun, parse_config
-from training.train_rate_adaptive import channel_batch, draw_condition, send_batch
+from shared.differentiable_link import channel_batch, send_batch
+from training.train_rate_adaptive import draw_condition
 
 
 def latent_state(sent: torch.Tensor, mask: torch.Tensor, spec: ChannelSpec, generator=None):

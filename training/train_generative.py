@@ -24,7 +24,8 @@ from shared.models.generative_decoder import SETTING_ETA, SETTINGS, GenerativeDe
 from shared.models.io import save_model
 from shared.quality import ms_ssim, psnr
 from training.loop import TrainingRun, parse_config
-from training.train_rate_adaptive import draw_condition, round_trip
+from shared.differentiable_link import round_trip
+from training.train_rate_adaptive import draw_condition
 
 
 def jscc_batch(codec, data, cfg: dict, g: torch.Generator, device: str) -> tuple[torch.Tensor, torch.Tensor]:

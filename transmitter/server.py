@@ -2,11 +2,18 @@
 
 Results come back through the same stream; the transmitter, which holds the sent image,
 adds the quality figures and the end-to-end latency.
+
+``Adapt`` learns a user's out-of-distribution latent adapter (:mod:`shared.adaptation`) on the
+encoder's workers and publishes it to every receiver replica behind the receiver address (a
+``dns:///`` name resolves to all of them); that user's ``use_adapter`` requests are then stamped
+with its version (``SymbolFrame.adapter_version``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import itertools
 import logging
 import time
 import uuid
@@ -18,15 +25,16 @@ import torch
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
+from shared.adaptation import AdapterMissing, learn_adapter
 from shared.adaptive_codec import encode_adaptive
 from shared.codec import encode_image
 from shared.config import SemcomConfig
 from shared.fairqueue import FairStage
 from shared.imageio import decode_image, load_image_file
-from shared.messages import channel_spec, deadline_unix_ms, decoder_mode, target_cbr
+from shared.messages import adaptation_options, channel_spec, deadline_unix_ms, decoder_mode, target_cbr
 from shared.models import DeepJSCC, RateAdaptiveJSCC
 from shared.quality import ms_ssim, psnr
-from shared.rpc import insecure_channel, status_code
+from shared.rpc import code_for_exception, insecure_channel, replica_targets, status_code
 from shared.streaming import StreamSession
 from shared.symbols import pack_complex
 from shared.telemetry import SYMBOLS, STAGE_LATENCY, timed
@@ -118,16 +126,88 @@ class TransmitterService(pb_grpc.TransmitterServicer):
                                  config.transmitter_scheduler, self.executor, latency_key="tx_queue")
         self.channel = insecure_channel(config.channel_target, config)
         self.channel_stub = pb_grpc.ChannelEmulatorStub(self.channel)
+        # Latent adapters (Adapt): the latest version published to the receiver, per user; versions
+        # are unique across users and calls, so two adapters never share one.
+        self.adapter_versions: dict[str, int] = {}
+        self.adapter_serial = itertools.count(1)
 
     async def _handle(self, request: pb.ImageRequest, session: StreamSession) -> None:
         started = time.perf_counter()
         deadline = deadline_unix_ms(request.deadline_ms, time.time())  # counted from arrival, not from encoding
         latency: dict[str, float] = {}
+        adapter_version = self._adapter_version(request)
         frame, image = await self.encoder.run(request.user_id, deadline / 1000.0 or None, encode_request,
                                               self.model, request, self.config, latency=latency)
         frame.deadline_unix_ms = deadline
+        frame.adapter_version = adapter_version
         frame.latency_ms.update(latency)
         session.forward(request.request_id, frame, SentImage(image, started))
+
+    def _adapter_version(self, request: pb.ImageRequest) -> int:
+        """The adapter version a request's frame is stamped with (0: identity, ``use_adapter`` off)."""
+        if not request.use_adapter:
+            return 0
+        if not isinstance(self.model, RateAdaptiveJSCC):
+            raise NotImplementedError("use_adapter needs the rate-adaptive codec; this transmitter serves the "
+                                      "fixed-rate baseline, which has no latent adapter")
+        version = self.adapter_versions.get(request.user_id)
+        if version is None:
+            raise AdapterMissing(f"no latent adapter was learned for user {request.user_id!r}: run "
+                                 f"`semcom adapt --user {request.user_id} IMAGE ...` first")
+        return version
+
+    async def Adapt(self, request: pb.AdaptRequest, context) -> pb.AdaptResult:
+        """Learn the user's latent adapter on the encoder's workers, publish it, answer with its figures."""
+        started = time.perf_counter()
+        latency: dict[str, float] = {}
+        try:
+            if not isinstance(self.model, RateAdaptiveJSCC):
+                raise NotImplementedError("adaptation needs the rate-adaptive codec; this transmitter serves the "
+                                          "fixed-rate baseline, which has no latent adapter")
+            options = adaptation_options(request, self.config)
+            with timed(SERVICE, "decode_input", latency):
+                images = [decode_image(data, self.config.max_image_pixels, self.config.min_image_side)
+                          for data in request.images]
+            with timed(SERVICE, "adapt", latency):
+                learned = await self.encoder.run(request.user_id, None, learn_adapter, self.model, images, options,
+                                                 False, latency=latency)
+        except (ValueError, NotImplementedError) as exc:
+            await context.abort(code_for_exception(exc), str(exc))
+        version = next(self.adapter_serial)
+        payload = learned.adapter.to_bytes()
+        update = pb.AdapterUpdate(user_id=request.user_id, version=version, model="rate-adaptive", parameters=payload)
+        try:
+            with timed(SERVICE, "publish", latency):
+                receivers = await self._publish(update)
+        except OSError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the receiver address {self.config.receiver_target} "
+                                                              f"does not resolve: {exc}")
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                code = grpc.StatusCode.UNAVAILABLE
+            await context.abort(code, f"publishing the adapter to the receiver at {self.config.receiver_target} "
+                                      f"failed: {exc.code().name}: {exc.details()}")
+        self.adapter_versions[request.user_id] = version
+        latency["end_to_end"] = 1000.0 * (time.perf_counter() - started)
+        return pb.AdaptResult(user_id=request.user_id, version=version, parameters=learned.adapter.parameter_count,
+                              parameter_bytes=len(payload), psnr_before_db=learned.psnr_before_db,
+                              psnr_after_db=learned.psnr_after_db, receivers=receivers, latency_ms=latency)
+
+    async def _publish(self, update: pb.AdapterUpdate) -> int:
+        """Send ``update`` to every receiver replica behind the configured address (each keeps its own
+        adapter cache, and a user's frames may reach any of them); returns how many hold it."""
+        targets = await asyncio.to_thread(replica_targets, self.config.receiver_target)
+
+        async def publish(target: str) -> None:
+            channel = insecure_channel(target, self.config)
+            try:
+                await pb_grpc.ReceiverStub(channel).PublishAdapter(update, timeout=30)
+            finally:
+                await channel.close()
+
+        await asyncio.gather(*(publish(target) for target in targets))
+        return len(targets)
 
     async def _finish(self, result: pb.ImageResult, sent: SentImage) -> pb.ImageResult:
         if status_code(result) is grpc.StatusCode.OK:

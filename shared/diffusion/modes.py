@@ -10,7 +10,10 @@ A request names its mode (API field ``mode``, CLI ``--mode``):
 - ``generative[:steps]`` / ``generative-p[:steps]``: the JSCC decoder, then the conditional
   diffusion image decoder of paper 000 sec. II-B (:mod:`shared.models.generative_decoder`) in
   its distortion-oriented (eta = 0.1) or perception-oriented (eta = 0.5) setting, ``steps`` DDIM
-  steps (default the model's: 1 for the shipped weights).
+  steps (default the model's: 1 for the shipped weights);
+- ``finetune``: the JSCC decoder, then the semantic fine-tuning module of paper 002 sec. III-D
+  (:mod:`shared.models.semantic_finetune`): a T = 4 step diffusion over a compact prior vector
+  guides a restoration network that adds detail to the JSCC image (T + 2 network evaluations).
 
 After a latent mode's refinement the estimate of the sent symbols is unbiased with a calibrated error; it is
 handed to the JSCC decoder as the MMSE output of an AWGN channel at the SNR that leaves that
@@ -28,10 +31,11 @@ import torch
 
 from ..models.generative_decoder import GenerativeDecoder
 from ..models.latent_denoiser import LatentDenoiser
+from ..models.semantic_finetune import SemanticFineTuner
 from .channel_state import as_mmse_observation, effective_snr_db
 from .sampling import channel_schedule, consistency_sample, heun_nfe, heun_sample, karras_times
 
-MODE_NAMES = ("jscc", "teacher", "consistency", "generative", "generative-p")
+MODE_NAMES = ("jscc", "teacher", "consistency", "generative", "generative-p", "finetune")
 COUNT_LIMITS = {"teacher": (2, 1000), "consistency": (1, 8), "generative": (1, 50), "generative-p": (1, 50)}
 """Allowed counts after ':' (teacher: schedule steps N; consistency: rounds s; generative: steps)."""
 DECODER_MAX_SNR_DB = 20.0
@@ -65,6 +69,11 @@ class DecoderMode:
         return self.name.startswith("generative")
 
     @property
+    def finetune(self) -> bool:
+        """A mode that refines the JSCC decoder's image with the semantic fine-tuning module."""
+        return self.name == "finetune"
+
+    @property
     def setting(self) -> str:
         """The generative decoder's setting (:data:`~shared.models.generative_decoder.SETTINGS`)."""
         return "perception" if self.name == "generative-p" else "distortion"
@@ -77,7 +86,7 @@ def parse_mode(text: str) -> DecoderMode:
     name, _, count_text = raw.partition(":")
     if name not in MODE_NAMES:
         raise ValueError(f"unknown decoder mode {text!r}; choose jscc, teacher[:N], consistency[:s], "
-                         "generative[:steps] or generative-p[:steps]")
+                         "generative[:steps], generative-p[:steps] or finetune")
     if not count_text:
         return DecoderMode(name)
     if name not in COUNT_LIMITS:
@@ -112,17 +121,19 @@ class Refined:
 
 class DiffusionDecoders:
     """The diffusion networks of one codec behind the decoder modes: the latent teacher, its
-    consistency student and the generative image decoder. Any may be ``None`` (weights absent);
-    :meth:`model_for` then refuses its modes."""
+    consistency student, the generative image decoder and the semantic fine-tuning module. Any
+    may be ``None`` (weights absent); :meth:`model_for` then refuses its modes."""
 
     def __init__(self, teacher: LatentDenoiser | None = None, student: LatentDenoiser | None = None,
-                 generative: GenerativeDecoder | None = None):
+                 generative: GenerativeDecoder | None = None, finetune: SemanticFineTuner | None = None):
         self.teacher, self.student, self.generative = teacher, student, generative
+        self.finetune = finetune
 
-    def model_for(self, mode: DecoderMode) -> LatentDenoiser | GenerativeDecoder:
+    def model_for(self, mode: DecoderMode) -> LatentDenoiser | GenerativeDecoder | SemanticFineTuner:
         """The network serving ``mode``; ``NotImplementedError`` when its weights are not loaded."""
         role = "generative" if mode.generative else mode.name
-        model = {"teacher": self.teacher, "consistency": self.student, "generative": self.generative}.get(role)
+        model = {"teacher": self.teacher, "consistency": self.student, "generative": self.generative,
+                 "finetune": self.finetune}.get(role)
         if model is None:
             raise NotImplementedError(f"decoder mode {mode} needs {role} weights, which are not loaded")
         return model
@@ -135,6 +146,13 @@ class DiffusionDecoders:
         steps = mode.count or model.config.default_steps
         device = next(model.parameters()).device
         return model.sample(images.to(device).clamp(0, 1), mode.setting, steps, generator), steps
+
+    def fine_tune(self, mode: DecoderMode, images: torch.Tensor, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, int]:
+        """JSCC reconstructions (B, 3, H, W) in [0, 1] -> the semantic fine-tuning module's images
+        (Alg. 2 of paper 002) and the network evaluations each took (T of eps_theta, N1, N2)."""
+        model = self.model_for(mode)
+        return model.refine(images, generator), model.network_evaluations
 
     @torch.inference_mode()
     def refine(self, mode: DecoderMode, values: torch.Tensor, sigma: torch.Tensor, sent: torch.Tensor,

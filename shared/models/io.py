@@ -14,6 +14,8 @@ from .deepjscc import DeepJSCC, DeepJSCCConfig
 from .generative_decoder import GenerativeDecoder, GenerativeDecoderConfig
 from .latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 from .rate_adaptive import RateAdaptiveConfig, RateAdaptiveJSCC
+from .semantic_finetune import SemanticFineTuner, SemanticFineTunerConfig
+from .vae_upsampler import VAEUpsamplerConfig, VAEUpsamplerJSCC
 
 ARCHITECTURES = {
     "deepjscc": (DeepJSCC, DeepJSCCConfig, "training.train_baseline --config training/configs/baseline.json"),
@@ -24,6 +26,10 @@ ARCHITECTURES = {
                         "latent_consistency.json)"),
     "generative_decoder": (GenerativeDecoder, GenerativeDecoderConfig,
                            "training.train_generative --config training/configs/generative_decoder.json"),
+    "semantic_finetune": (SemanticFineTuner, SemanticFineTunerConfig,
+                          "training.train_finetune --config training/configs/semantic_finetune.json"),
+    "vae_upsampler": (VAEUpsamplerJSCC, VAEUpsamplerConfig,
+                      "training.train_vae_upsampler --config training/configs/vae_upsampler_x2.json (or _x4)"),
 }
 """Architecture name in the metadata -> (model class, config class, training command)."""
 

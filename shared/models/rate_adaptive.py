@@ -251,9 +251,23 @@ class RateAdaptiveJSCC(nn.Module):
         sent = self.rate_encoder(latent, fraction, snr_db)
         return sent * symbol_mask(symbol_map, self.config.max_symbols_per_token)
 
-    def reconstruct(self, received: torch.Tensor, symbol_map: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-        """f_d then g_s: zero-filled received latent (B, 2K, h, w), k map, SNR -> (B, 3, H, W)."""
+    def rate_decode(self, received: torch.Tensor, symbol_map: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        """f_d: zero-filled received latent (B, 2K, h, w), k map (B, h, w), SNR (B,) dB -> the
+        latent g_s reads (B, 2K, h, w), unsent values zeroed."""
         fraction = symbol_map.to(received.dtype) / self.config.max_symbols_per_token
-        latent = self.rate_decoder(received, fraction, snr_db) * symbol_mask(symbol_map, self.config.max_symbols_per_token)
-        mean_symbols = symbol_map.flatten(1).to(received.dtype).mean(dim=1)
+        return self.rate_decoder(received, fraction, snr_db) * symbol_mask(symbol_map, self.config.max_symbols_per_token)
+
+    def synthesize(self, latent: torch.Tensor, mean_symbols: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        """g_s: latent (B, 2K, h, w), (B,) mean symbols per token of the whole image, SNR (B,) dB
+        -> (B, 3, H, W)."""
         return self.synthesis(latent, self._condition(snr_db, mean_symbols))
+
+    def reconstruct(self, received: torch.Tensor, symbol_map: torch.Tensor, snr_db: torch.Tensor,
+                    adapter: nn.Module | None = None) -> torch.Tensor:
+        """f_d, the optional latent adapter g_w (:class:`~.latent_adapter.LatentAdapter`, per image;
+        ``None`` = identity), then g_s: zero-filled received latent (B, 2K, h, w), k map, SNR ->
+        (B, 3, H, W)."""
+        latent = self.rate_decode(received, symbol_map, snr_db)
+        if adapter is not None:
+            latent = adapter(latent)
+        return self.synthesize(latent, symbol_map.flatten(1).to(received.dtype).mean(dim=1), snr_db)

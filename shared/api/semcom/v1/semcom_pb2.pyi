@@ -37,7 +37,7 @@ class ChannelSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ..., mimo_scheme: _Optional[str] = ..., csi: _Optional[str] = ..., pilots: _Optional[int] = ..., tdl_model: _Optional[str] = ..., delay_spread_ns: _Optional[float] = ..., speed_mps: _Optional[float] = ...) -> None: ...
 
 class ImageRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode", "deadline_ms")
+    __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode", "deadline_ms", "use_adapter")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class ImageRequest(_message.Message):
     TARGET_CBR_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    USE_ADAPTER_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     image: bytes
@@ -52,10 +53,11 @@ class ImageRequest(_message.Message):
     target_cbr: float
     mode: str
     deadline_ms: float
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ..., deadline_ms: _Optional[float] = ...) -> None: ...
+    use_adapter: bool
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ..., deadline_ms: _Optional[float] = ..., use_adapter: _Optional[bool] = ...) -> None: ...
 
 class SymbolFrame(_message.Message):
-    __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "target_cbr", "achieved_cbr", "latency_ms", "deadline_unix_ms", "side_channel_symbols")
+    __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "target_cbr", "achieved_cbr", "latency_ms", "deadline_unix_ms", "side_channel_symbols", "adapter_version")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +83,7 @@ class SymbolFrame(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     SIDE_CHANNEL_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     channel: ChannelSpec
@@ -99,7 +102,8 @@ class SymbolFrame(_message.Message):
     latency_ms: _containers.ScalarMap[str, float]
     deadline_unix_ms: float
     side_channel_symbols: int
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., deadline_unix_ms: _Optional[float] = ..., side_channel_symbols: _Optional[int] = ...) -> None: ...
+    adapter_version: int
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., deadline_unix_ms: _Optional[float] = ..., side_channel_symbols: _Optional[int] = ..., adapter_version: _Optional[int] = ...) -> None: ...
 
 class ChannelState(_message.Message):
     __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks", "channel_uses", "received_pilots", "pilots_per_block", "tx_antennas", "rx_antennas", "channel_matrices", "combiners", "singular_values", "feedback_bits")
@@ -205,3 +209,66 @@ class ImageResult(_message.Message):
     channel_uses: int
     feedback_bits: int
     def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., batch_size: _Optional[int] = ..., channel_uses: _Optional[int] = ..., feedback_bits: _Optional[int] = ...) -> None: ...
+
+class AdaptRequest(_message.Message):
+    __slots__ = ("user_id", "images", "snr_min_db", "snr_max_db", "steps")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SNR_MIN_DB_FIELD_NUMBER: _ClassVar[int]
+    SNR_MAX_DB_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    snr_min_db: float
+    snr_max_db: float
+    steps: int
+    def __init__(self, user_id: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ..., snr_min_db: _Optional[float] = ..., snr_max_db: _Optional[float] = ..., steps: _Optional[int] = ...) -> None: ...
+
+class AdaptResult(_message.Message):
+    __slots__ = ("user_id", "version", "parameters", "parameter_bytes", "psnr_before_db", "psnr_after_db", "latency_ms", "receivers")
+    class LatencyMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PSNR_BEFORE_DB_FIELD_NUMBER: _ClassVar[int]
+    PSNR_AFTER_DB_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVERS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    version: int
+    parameters: int
+    parameter_bytes: int
+    psnr_before_db: float
+    psnr_after_db: float
+    latency_ms: _containers.ScalarMap[str, float]
+    receivers: int
+    def __init__(self, user_id: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[int] = ..., parameter_bytes: _Optional[int] = ..., psnr_before_db: _Optional[float] = ..., psnr_after_db: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., receivers: _Optional[int] = ...) -> None: ...
+
+class AdapterUpdate(_message.Message):
+    __slots__ = ("user_id", "version", "model", "parameters")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    version: int
+    model: str
+    parameters: bytes
+    def __init__(self, user_id: _Optional[str] = ..., version: _Optional[int] = ..., model: _Optional[str] = ..., parameters: _Optional[bytes] = ...) -> None: ...
+
+class AdapterAck(_message.Message):
+    __slots__ = ("user_id", "version", "cached_users")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CACHED_USERS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    version: int
+    cached_users: int
+    def __init__(self, user_id: _Optional[str] = ..., version: _Optional[int] = ..., cached_users: _Optional[int] = ...) -> None: ...

@@ -44,6 +44,11 @@ class TransmitterStub:
                 request_serializer=semcom_dot_v1_dot_semcom__pb2.ImageRequest.SerializeToString,
                 response_deserializer=semcom_dot_v1_dot_semcom__pb2.ImageResult.FromString,
                 _registered_method=True)
+        self.Adapt = channel.unary_unary(
+                '/semcom.v1.Transmitter/Adapt',
+                request_serializer=semcom_dot_v1_dot_semcom__pb2.AdaptRequest.SerializeToString,
+                response_deserializer=semcom_dot_v1_dot_semcom__pb2.AdaptResult.FromString,
+                _registered_method=True)
 
 
 class TransmitterServicer:
@@ -63,6 +68,15 @@ class TransmitterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Adapt(self, request, context):
+        """Learn the user's out-of-distribution latent adapter from these images (one = one-shot) and
+        publish it to the receiver; later requests with use_adapter decode through it.
+        Bad input: INVALID_ARGUMENT; receiver unreachable: UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransmitterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +89,11 @@ def add_TransmitterServicer_to_server(servicer, server):
                     servicer.TransmitOne,
                     request_deserializer=semcom_dot_v1_dot_semcom__pb2.ImageRequest.FromString,
                     response_serializer=semcom_dot_v1_dot_semcom__pb2.ImageResult.SerializeToString,
+            ),
+            'Adapt': grpc.unary_unary_rpc_method_handler(
+                    servicer.Adapt,
+                    request_deserializer=semcom_dot_v1_dot_semcom__pb2.AdaptRequest.FromString,
+                    response_serializer=semcom_dot_v1_dot_semcom__pb2.AdaptResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +150,33 @@ class Transmitter:
             '/semcom.v1.Transmitter/TransmitOne',
             semcom_dot_v1_dot_semcom__pb2.ImageRequest.SerializeToString,
             semcom_dot_v1_dot_semcom__pb2.ImageResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Adapt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/semcom.v1.Transmitter/Adapt',
+            semcom_dot_v1_dot_semcom__pb2.AdaptRequest.SerializeToString,
+            semcom_dot_v1_dot_semcom__pb2.AdaptResult.FromString,
             options,
             channel_credentials,
             insecure,
@@ -228,6 +274,11 @@ class ReceiverStub:
                 request_serializer=semcom_dot_v1_dot_semcom__pb2.ReceivedFrame.SerializeToString,
                 response_deserializer=semcom_dot_v1_dot_semcom__pb2.ImageResult.FromString,
                 _registered_method=True)
+        self.PublishAdapter = channel.unary_unary(
+                '/semcom.v1.Receiver/PublishAdapter',
+                request_serializer=semcom_dot_v1_dot_semcom__pb2.AdapterUpdate.SerializeToString,
+                response_deserializer=semcom_dot_v1_dot_semcom__pb2.AdapterAck.FromString,
+                _registered_method=True)
 
 
 class ReceiverServicer:
@@ -239,6 +290,13 @@ class ReceiverServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishAdapter(self, request, context):
+        """Store a user's latent adapter (shared knowledge; bounded LRU cache of users).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReceiverServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -246,6 +304,11 @@ def add_ReceiverServicer_to_server(servicer, server):
                     servicer.Receive,
                     request_deserializer=semcom_dot_v1_dot_semcom__pb2.ReceivedFrame.FromString,
                     response_serializer=semcom_dot_v1_dot_semcom__pb2.ImageResult.SerializeToString,
+            ),
+            'PublishAdapter': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishAdapter,
+                    request_deserializer=semcom_dot_v1_dot_semcom__pb2.AdapterUpdate.FromString,
+                    response_serializer=semcom_dot_v1_dot_semcom__pb2.AdapterAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +338,33 @@ class Receiver:
             '/semcom.v1.Receiver/Receive',
             semcom_dot_v1_dot_semcom__pb2.ReceivedFrame.SerializeToString,
             semcom_dot_v1_dot_semcom__pb2.ImageResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishAdapter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/semcom.v1.Receiver/PublishAdapter',
+            semcom_dot_v1_dot_semcom__pb2.AdapterUpdate.SerializeToString,
+            semcom_dot_v1_dot_semcom__pb2.AdapterAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,242 @@
+"""One-shot / few-shot out-of-distribution adaptation (paper 003 sec. III-D, eq. 13-14).
+
+The transmitter, which holds the image, learns the latent adapter g_w
+(:class:`~shared.models.latent_adapter.LatentAdapter`, ``z_hat = W z + b`` between the rate
+decoder f_d and the synthesis g_s) for a user whose images lie outside the codec's training
+domain, and publishes it to the receiver as per-user shared knowledge; the codec's networks
+stay frozen.
+
+:func:`learn_adapter` solves the paper's direct inversion objective, eq. 13, over the adapter's
+parameters instead of one latent:
+
+    min_{W, b}  E_channel [ MSE(x'', g_s(W z + b)) ] + rho * (||W - I||_F^2 + ||b||^2) / C
+
+where z = f_d(received latent) of the adaptation image(s) x'' after the real channel code
+(:mod:`shared.differentiable_link`: allocation, power normalization, AWGN/Rayleigh draws over
+an SNR range, MMSE equalization), computed once under ``no_grad``, and rho keeps W near the
+identity (the in-domain operating point, the role of eq. 13's prior penalty). The paper's
+Algorithm 2 instead trains g_w adversarially against its WGAN discriminator's last layer; this
+project's codec has no discriminator, so the adapter is fitted on eq. 13's distortion term.
+
+:class:`AdapterCache` is the receiver's bounded per-user store of published adapters.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+
+import grpc
+import torch
+from tqdm import tqdm
+
+from .channel import ChannelSpec
+from .channel.models import make_generator
+from .codec import pad_to_multiple
+from .differentiable_link import channel_batch, send_batch
+from .models.deepjscc import symbols_to_latent
+from .models.latent_adapter import LatentAdapter
+from .models.rate_adaptive import RateAdaptiveJSCC
+from .quality import psnr
+
+ADAPTER_CHANNEL_KINDS = ("awgn", "rayleigh")
+
+
+@dataclass(frozen=True)
+class AdaptationOptions:
+    """How :func:`learn_adapter` fits an adapter.
+
+    Attributes:
+        snr_range_db: (low, high) SNR range, dB, the channel draws are spread over (uniform).
+        kinds: channel kinds drawn from (block fading of 64 symbols for Rayleigh).
+        cbrs: CBRs drawn from; they set the allocation's mean symbols per token.
+        draws: channel draws per image.
+        steps: Adam steps.
+        learning_rate: Adam's step size.
+        crop_tokens: side, in tokens (16 px), of the random latent crops decoded per step.
+        crops_per_step: crops in each step's batch.
+        penalty: rho, the weight of (||W - I||^2 + ||b||^2) / C.
+        seed: seed of the draws, crops and channel noise.
+    """
+
+    snr_range_db: tuple[float, float] = (0.0, 20.0)
+    kinds: tuple[str, ...] = ADAPTER_CHANNEL_KINDS
+    cbrs: tuple[Fraction, ...] = (Fraction(1, 48), Fraction(1, 24))
+    draws: int = 4
+    steps: int = 200
+    learning_rate: float = 5e-3
+    crop_tokens: int = 8
+    crops_per_step: int = 4
+    penalty: float = 1e-3
+    seed: int = 0
+
+    def validate(self) -> None:
+        low, high = self.snr_range_db
+        if not (-10.0 <= low <= high <= 40.0):
+            raise ValueError(f"adaptation SNR range [{low}, {high}] dB must be ordered and within [-10, 40] dB")
+        if not 1 <= self.steps <= 5000:
+            raise ValueError(f"adaptation steps must be in 1..5000, got {self.steps}")
+        if self.draws < 1 or self.crop_tokens < 1 or self.crops_per_step < 1:
+            raise ValueError("adaptation draws, crop size and crops per step must be positive")
+        unknown = set(self.kinds) - set(ADAPTER_CHANNEL_KINDS)
+        if not self.kinds or unknown:
+            raise ValueError(f"adaptation channel kinds must be among {ADAPTER_CHANNEL_KINDS}, got {self.kinds}")
+
+
+@dataclass
+class AdaptationResult:
+    """What :func:`learn_adapter` returns.
+
+    Attributes:
+        adapter: the batch-1 :class:`LatentAdapter`, rounded to its float16 wire format.
+        psnr_before_db: mean PSNR over the adaptation images' channel draws, identity adapter.
+        psnr_after_db: the same draws decoded through the learned adapter.
+        seconds: wall-clock time of the channel draws and the optimization.
+    """
+
+    adapter: LatentAdapter
+    psnr_before_db: float
+    psnr_after_db: float
+    seconds: float
+
+
+@dataclass
+class ChannelDraw:
+    """One image after one simulated channel draw: f_d's output and what g_s needs."""
+
+    image: torch.Tensor  # (1, 3, H', W') padded to the grid
+    latent: torch.Tensor  # (1, 2K, h, w) f_d output
+    mean_symbols: torch.Tensor  # (1,)
+    snr_db: torch.Tensor  # (1,)
+    size: tuple[int, int]  # original (H, W)
+
+
+@torch.no_grad()
+def channel_draws(model: RateAdaptiveJSCC, images: list[torch.Tensor], options: AdaptationOptions,
+                  rng: random.Random) -> list[ChannelDraw]:
+    """``options.draws`` channel draws per (3, H, W) image (kind, SNR and CBR drawn from
+    ``options``) through the real channel code, each decoded up to f_d."""
+    device = next(model.parameters()).device
+    draws = []
+    k_max = model.config.max_symbols_per_token
+    for image in images:
+        padded = pad_to_multiple(image.to(device), model.config.grid_multiple)[None]
+        for _ in range(options.draws):
+            spec = ChannelSpec(rng.choice(options.kinds), rng.uniform(*options.snr_range_db), seed=rng.getrandbits(62))
+            mean_symbols = float(rng.choice(options.cbrs)) * 3 * model.config.downscale ** 2
+            sent, symbol_map, mask, _, _ = send_batch(model, padded, spec, mean_symbols)
+            equalized = channel_batch(sent, spec, make_generator(spec.seed)).symbols
+            received = symbols_to_latent(equalized, k_max, k_max, tuple(sent.shape[-2:])) * mask
+            snr = torch.tensor([spec.snr_db], dtype=torch.float32, device=device)
+            draws.append(ChannelDraw(padded, model.rate_decode(received, symbol_map, snr),
+                               symbol_map.flatten(1).float().mean(dim=1), snr, tuple(image.shape[-2:])))
+    return draws
+
+
+@torch.no_grad()
+def mean_psnr(model: RateAdaptiveJSCC, draws: list[ChannelDraw], adapter: LatentAdapter | None) -> float:
+    """Mean PSNR (dB) of the draws decoded through ``adapter`` (``None``: identity) and g_s."""
+    values = []
+    for draw in draws:
+        latent = draw.latent if adapter is None else adapter(draw.latent)
+        h, w = draw.size
+        decoded = model.synthesize(latent, draw.mean_symbols, draw.snr_db).clamp(0, 1)[..., :h, :w]
+        values.append(float(psnr(draw.image[..., :h, :w], decoded)[0]))
+    return sum(values) / len(values)
+
+
+def _crop(draw: ChannelDraw, size: tuple[int, int], rng: random.Random, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random crop of ``size`` (tokens) of the latent and the matching image pixels."""
+    h, w = draw.latent.shape[-2:]
+    th, tw = size
+    top, left = rng.randrange(h - th + 1), rng.randrange(w - tw + 1)
+    latent = draw.latent[..., top:top + th, left:left + tw]
+    image = draw.image[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale]
+    return latent, image
+
+
+def learn_adapter(model: RateAdaptiveJSCC, images: list[torch.Tensor], options: AdaptationOptions | None = None,
+                  progress: bool = True) -> AdaptationResult:
+    """Fit g_w to ``images`` ((3, H, W) in [0, 1], one = one-shot) with the codec frozen (module doc).
+
+    Gradients are taken with ``torch.autograd.grad`` with respect to the adapter only, so the
+    codec's parameters are never written: the services' workers may decode with the same model
+    meanwhile. ``ValueError`` for no images, bad options or a codec other than the rate-adaptive one.
+    """
+    options = options or AdaptationOptions()
+    options.validate()
+    if not isinstance(model, RateAdaptiveJSCC):
+        raise ValueError("the latent adapter is served with the rate-adaptive codec only")
+    if not images:
+        raise ValueError("adaptation needs at least one image")
+    started = time.perf_counter()
+    rng = random.Random(options.seed)
+    draws = channel_draws(model, images, options, rng)
+    device = draws[0].latent.device
+    channels = 2 * model.config.max_symbols_per_token
+    adapter = LatentAdapter.identity(channels).to(device)
+    optimizer = torch.optim.Adam(adapter.parameters(), lr=options.learning_rate)
+    eye = torch.eye(channels, device=device)
+    crop = tuple(min(options.crop_tokens, *(d.latent.shape[axis] for d in draws)) for axis in (-2, -1))
+    for _ in tqdm(range(options.steps), desc="adapt", unit="step", disable=not progress, leave=False):
+        chosen = [rng.choice(draws) for _ in range(options.crops_per_step)]
+        crops = [_crop(d, crop, rng, model.config.downscale) for d in chosen]
+        latent, target = torch.cat([c[0] for c in crops]), torch.cat([c[1] for c in crops])
+        decoded = model.synthesize(adapter(latent), torch.cat([d.mean_symbols for d in chosen]),
+                                   torch.cat([d.snr_db for d in chosen]))
+        penalty = ((adapter.weight[0] - eye).pow(2).sum() + adapter.bias.pow(2).sum()) / channels
+        loss = torch.nn.functional.mse_loss(decoded, target) + options.penalty * penalty
+        grads = torch.autograd.grad(loss, list(adapter.parameters()))
+        for parameter, grad in zip(adapter.parameters(), grads):
+            parameter.grad = grad
+        optimizer.step()
+    learned = LatentAdapter.from_bytes(adapter.cpu().to_bytes(), channels).to(device)  # what the receiver gets
+    return AdaptationResult(learned, mean_psnr(model, draws, None), mean_psnr(model, draws, learned),
+                            time.perf_counter() - started)
+
+
+class AdapterMissing(Exception):
+    """A frame asks for a user's adapter version the receiver does not hold (FAILED_PRECONDITION)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AdapterCache:
+    """The receiver's per-user adapters, least recently used evicted beyond ``capacity`` users.
+
+    Thread safe; :meth:`get` marks the user as recently used.
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"SEMCOM_RECEIVER_ADAPTER_CACHE must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[int, LatentAdapter]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def publish(self, user_id: str, version: int, adapter: LatentAdapter) -> None:
+        """Store ``user_id``'s adapter ``version`` (replacing any other version of the user)."""
+        with self._lock:
+            self._entries[user_id] = (version, adapter)
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def get(self, user_id: str, version: int) -> LatentAdapter:
+        """The adapter ``version`` of ``user_id``; :class:`AdapterMissing` when it is not held."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is not None:
+                self._entries.move_to_end(user_id)
+        if entry is None or entry[0] != version:
+            held = "no adapter" if entry is None else f"adapter version {entry[0]}"
+            raise AdapterMissing(f"the receiver holds {held} for user {user_id!r}, the frame needs version {version}: "
+                                 f"run `semcom adapt --user {user_id} IMAGE ...` again")
+        return entry[1]
