@@ -6,7 +6,8 @@
 #      /opt/wheels/torch-*+cpu-cp311-*.whl) and the CA bundle pip uses here (PIP_CERT), if any;
 #   3. runs tests/test_compose_stack.py (marker slow), which builds the base image if missing
 #      (scripts/build_base_image.sh), builds the images, brings the stack up, waits for health,
-#      sends Kodak images with the CLI, queries Prometheus, scales receivers to 2, kills one
+#      sends Kodak images with the CLI, queries Prometheus, scales receivers to 2, publishes a
+#      latent adapter to both (semcom adapt) and sends with it, kills one
 #      mid-stream, and tears down.
 # Log: runs/compose_test/test.log; timings: runs/compose_test/timings.json.
 #

@@ -223,6 +223,30 @@ def test_scaled_receivers_both_serve(stack):
                         "served_per_replica": served}
 
 
+def test_adapter_is_published_to_every_replica(stack):
+    """`semcom adapt` through the stack reaches both receiver replicas (each keeps its own cache),
+    so the user's --use-adapter streams decode wherever they land."""
+    if len(run(compose_cmd() + ["ps", "-q", "receiver"]).stdout.split()) < 2:
+        pytest.skip("needs the two receivers of test_scaled_receivers_both_serve")
+    image = sorted(KODAK.glob("*.png"))[0]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    start = time.perf_counter()
+    adapt = subprocess.run([sys.executable, "-m", "semcom_cli.main", "adapt", "--user", "artist", str(image),
+                            "--steps", "5", "--target", TARGET], cwd=ROOT, env=env, text=True, capture_output=True,
+                           timeout=600)
+    TIMINGS["adapt_s"] = round(time.perf_counter() - start, 1)
+    log(adapt.stdout.strip())
+    assert adapt.returncode == 0 and "published to 2 receiver replica(s)" in adapt.stdout, adapt.stderr[-2000:]
+    statuses = []
+    for _ in range(4):  # one stream each: spread over the replicas by the emulator's round robin
+        proc = subprocess.run([sys.executable, "-m", "semcom_cli.main", "send", str(image), "--target", TARGET,
+                               "--user", "artist", "--use-adapter", "--snr", "10", "--json"], cwd=ROOT, env=env,
+                              text=True, capture_output=True, timeout=600)
+        statuses += [json.loads(line)["status"] for line in proc.stdout.splitlines() if line.startswith("{")]
+    TIMINGS["adapter_sends"] = statuses
+    assert statuses == ["OK"] * 4, statuses
+
+
 def test_dead_replica_does_not_lose_requests(stack):
     """Kill one receiver while a stream is in flight: every image is still answered (OK, or a
     clear UNAVAILABLE), and the next stream is served by the survivor."""
