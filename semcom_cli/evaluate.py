@@ -110,11 +110,6 @@ def vae_weights(args) -> dict[str, str]:
     return {f"deepjscc-vae/{Path(path).stem}": path for path in args.vae_weights}
 
 
-def served(systems: dict[str, System], label: str, cbr) -> bool:
-    """Whether the system of ``label`` serves ``cbr`` (a perturbed label: its base system's CBRs)."""
-    return serves(systems[label.partition("@")[0]], cbr)
-
-
 def system_names(args) -> list[str]:
     """Every label of the run: each base system, then it once per ``--perturb`` spec
     (``adaptive``, ``adaptive@pgd:0.3`` ...)."""
@@ -220,7 +215,7 @@ def evaluate(args, systems: dict[str, System], files: list[Path], out: Path) -> 
     rows = read_done(path)
     done = {row_key(row) for row in rows}
     settings = [(f, kind, cbr, snr, name) for f in files for kind in args.channel for cbr in args.cbr
-                for snr in args.snr for name in systems if served(systems, name, cbr)]
+                for snr in args.snr for name in systems if serves(systems[name], cbr)]
     todo = [s for s in settings if (s[4], s[1], str(s[2]), float(s[3]), s[0].name) not in done]
     new_file = not path.is_file()
     with path.open("a", newline="") as f, tqdm(total=len(settings), initial=len(settings) - len(todo),
@@ -302,7 +297,7 @@ def grid(args, systems: dict[str, System], file: Path, path: Path) -> None:
 
     image = load_image_file(file)
     kind, cbr = args.channel[0], args.cbr[0]
-    shown = [name for name in systems if served(systems, name, cbr)]
+    shown = [name for name in systems if serves(systems[name], cbr)]
     tiles = []
     for name in shown:
         row = [image]
@@ -338,14 +333,14 @@ def run_eval(args) -> int:
             raise ValueError("--adapt adds adaptive+adapter next to adaptive: add adaptive to --systems")
         systems = build_systems(args, device)
         for cbr in args.cbr:  # a CBR no system serves fails now (the first system says why), not mid-run
-            serving = [label for label in systems if served(systems, label, cbr)] or list(systems)
+            serving = [label for label in systems if serves(systems[label], cbr)] or list(systems)
             systems[serving[0]](load_image_file(files[0])[:, :256, :256], ChannelSpec(), cbr)
     except (FileNotFoundError, ValueError, NotImplementedError) as exc:
         print(f"semcom eval: {exc}", file=sys.stderr)
         return 2
-    skipped = [f"{label} serves only CBR {', '.join(map(str, systems[label.partition('@')[0]].cbrs))}: skipped at "
-               + ", ".join(str(cbr) for cbr in args.cbr if not served(systems, label, cbr))
-               for label in systems if not all(served(systems, label, cbr) for cbr in args.cbr)]
+    skipped = [f"{label} serves only CBR {', '.join(map(str, systems[label].cbrs))}: skipped at "
+               + ", ".join(str(cbr) for cbr in args.cbr if not serves(systems[label], cbr))
+               for label in systems if not all(serves(systems[label], cbr) for cbr in args.cbr)]
     for note in skipped:
         print(f"semcom eval: note: {note}", file=sys.stderr)
     out = args.out

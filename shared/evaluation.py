@@ -137,6 +137,8 @@ def perturbed_system(system: System, perturbation: Perturbation, attack_forward:
         output.info["input_psnr"] = round(float(psnr(image[None], perturbed[None])[0]), 3)
         return output
 
+    if hasattr(system, "cbrs"):
+        run.cbrs = system.cbrs  # serves what the unperturbed system serves
     return run
 
 

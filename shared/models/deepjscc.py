@@ -13,17 +13,18 @@ the condition ``(snr_db / 20, k / max_symbols_per_token)``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import torch
 from torch import nn
 
 from .layers import ChannelConditioning, ResidualBlock, downsample, upsample
+from .stored_config import StoredConfig
 
 
 @dataclass(frozen=True)
-class DeepJSCCConfig:
+class DeepJSCCConfig(StoredConfig):
     """Architecture of :class:`DeepJSCC`.
 
     Attributes:
@@ -40,17 +41,7 @@ class DeepJSCCConfig:
 
     downscale: int = 16  # four stride-2 stages; fixed by the architecture
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DeepJSCCConfig":
-        data = dict(data)
-        for key in ("widths", "trained_symbols_per_token"):
-            if key in data:
-                data[key] = tuple(data[key])
-        data.pop("downscale", None)
-        return cls(**data)
+    FIXED = ("downscale",)
 
     def symbols_per_token(self, cbr: Fraction | float) -> int:
         """Per-token symbol count for a CBR; ``ValueError`` unless the model serves it."""

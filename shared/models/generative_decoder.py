@@ -26,10 +26,11 @@ int64 -> (B, 3, H, W).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from .stored_config import StoredConfig
 
 SETTINGS = {"distortion": 0, "perception": 1}
 SETTING_ETA = {"distortion": 0.1, "perception": 0.5}
@@ -39,7 +40,7 @@ SAMPLING_ETA = {"distortion": 0.0, "perception": 1.0}
 
 
 @dataclass(frozen=True)
-class GenerativeDecoderConfig:
+class GenerativeDecoderConfig(StoredConfig):
     """Architecture and diffusion schedule of :class:`GenerativeDecoder`.
 
     Attributes:
@@ -58,15 +59,6 @@ class GenerativeDecoderConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     default_steps: int = 1
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GenerativeDecoderConfig":
-        data = dict(data)
-        if "widths" in data:
-            data["widths"] = tuple(data["widths"])
-        return cls(**data)
 
     @property
     def multiple(self) -> int:

@@ -25,19 +25,20 @@ times of ``calibration_times``: the receiver reads the decoder's SNR condition f
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..diffusion.channel_state import SIGMA_DATA
+from .stored_config import StoredConfig
 
 PARAMETERIZATIONS = ("edm", "consistency")
 CALIBRATION_POINTS = 16
 
 
 @dataclass(frozen=True)
-class LatentDenoiserConfig:
+class LatentDenoiserConfig(StoredConfig):
     """Architecture and diffusion schedule of :class:`LatentDenoiser`.
 
     Attributes:
@@ -63,15 +64,6 @@ class LatentDenoiserConfig:
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LatentDenoiserConfig":
-        data = dict(data)
-        if "widths" in data:
-            data["widths"] = tuple(data["widths"])
-        return cls(**data)
 
 
 class LatentDenoiser(nn.Module):

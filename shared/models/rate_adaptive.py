@@ -28,7 +28,7 @@ float64 on the CPU (:meth:`RateAdaptiveJSCC.token_information`).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -36,10 +36,11 @@ from torch import nn
 from .deepjscc import DeepJSCCConfig, DeepJSCCDecoder, DeepJSCCEncoder
 from .entropy_models import FactorizedGaussianPrior, gaussian_entropy_bits, gaussian_likelihood, quantize
 from .layers import downsample, upsample
+from .stored_config import StoredConfig
 
 
 @dataclass(frozen=True)
-class RateAdaptiveConfig:
+class RateAdaptiveConfig(StoredConfig):
     """Architecture of :class:`RateAdaptiveJSCC`.
 
     Attributes:
@@ -66,16 +67,7 @@ class RateAdaptiveConfig:
         if list(levels) != sorted(set(levels)) or levels[0] < 1 or levels[-1] != self.max_symbols_per_token:
             raise ValueError("symbol_levels must be ascending, positive, and end at max_symbols_per_token")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RateAdaptiveConfig":
-        data = {k: v for k, v in data.items() if k not in ("downscale", "hyper_downscale")}
-        for key in ("widths", "symbol_levels"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+    FIXED = ("downscale", "hyper_downscale")
 
     def backbone(self) -> DeepJSCCConfig:
         """The analysis/synthesis networks' config."""

@@ -26,7 +26,7 @@ Shapes: images (B, 3, H, W) in [0, 1] (any H, W: padded inside to ``multiple``);
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +34,11 @@ from torch import nn
 
 from ..codec import pad_to_multiple
 from .layers import ChannelConditioning, ResidualBlock
+from .stored_config import StoredConfig
 
 
 @dataclass(frozen=True)
-class SemanticFineTunerConfig:
+class SemanticFineTunerConfig(StoredConfig):
     """Architecture and prior diffusion schedule of :class:`SemanticFineTuner`.
 
     Attributes:
@@ -71,15 +72,6 @@ class SemanticFineTunerConfig:
     beta_start: float = 0.1
     beta_end: float = 0.99
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SemanticFineTunerConfig":
-        data = dict(data)
-        if "widths" in data:
-            data["widths"] = tuple(data["widths"])
-        return cls(**data)
 
     @property
     def prior_dim(self) -> int:

@@ -19,7 +19,7 @@ at the one CBR of its configuration.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import torch
@@ -28,10 +28,11 @@ from torch import nn
 from ..symbols import power_normalize
 from .deepjscc import DeepJSCC, DeepJSCCConfig, channel_condition, latent_to_symbols, symbols_to_latent
 from .layers import ChannelConditioning, ResidualBlock
+from .stored_config import StoredConfig
 
 
 @dataclass(frozen=True)
-class VAEUpsamplerConfig:
+class VAEUpsamplerConfig(StoredConfig):
     """Architecture of :class:`VAEUpsamplerJSCC`.
 
     Attributes:
@@ -78,18 +79,13 @@ class VAEUpsamplerConfig:
     def cbr_of(self, symbols_per_token: int) -> Fraction:
         return Fraction(symbols_per_token, 3 * self.downscale**2)
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["base"] = self.base.to_dict()
-        return data
+    FIXED = ("downscale",)
 
     @classmethod
     def from_dict(cls, data: dict) -> "VAEUpsamplerConfig":
-        data = dict(data)
-        data.pop("downscale", None)
         if "base" in data:
-            data["base"] = DeepJSCCConfig.from_dict(data["base"])
-        return cls(**data)
+            data = {**data, "base": DeepJSCCConfig.from_dict(data["base"])}
+        return super().from_dict(data)
 
 
 class Downsampler(nn.Module):
