@@ -26,6 +26,31 @@ def smooth_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     return torch.stack(channels).clamp(0, 1).float()
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Training runs set the thread count from their config (default: every core); put it back."""
+    yield
+    torch.set_num_threads(1)
+
+
+def training_log(run_dir) -> list[dict]:
+    """The rows of a training run's ``log.csv``, numbers parsed (empty cells dropped)."""
+    import csv
+    from pathlib import Path
+
+    def value(text: str):
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return text
+
+    with (Path(run_dir) / "log.csv").open() as f:
+        return [{k: value(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
 @pytest.fixture
 def make_image():
     """Factory fixture: ``make_image(height, width, seed=0)`` -> (3, H, W) image in [0, 1]."""

@@ -29,6 +29,7 @@ from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 from .conftest import Chain
 from .test_rate_adaptive import TINY
 from .test_services import image_bytes, send, smooth_image
+from .conftest import training_log
 
 TINY_DENOISER = LatentDenoiserConfig(widths=(32, 32), steps=20)
 TINY_GENERATIVE = GenerativeDecoderConfig(widths=(16, 16), train_steps=100, default_steps=2)
@@ -270,7 +271,7 @@ def training_folders(tmp_path, codec) -> None:
 def test_denoiser_training_runs_both_stages_resumes_and_exports(tmp_path, codec):
     training_folders(tmp_path, codec)
     common = dict(codec=str(tmp_path / "codec.safetensors"), train_dirs=[str(tmp_path / "train")],
-                  val_dir=str(tmp_path / "val"), crop=64, batch_size=4, groups_per_batch=2, steps=4, log_every=2,
+                  val_dir=str(tmp_path / "val"), crop=64, batch_size=4, groups_per_batch=2, steps=4, val_every=2,
                   val_images=1, calibration_images=1, warmup_steps=1)
     from training.train_denoiser import main
 
@@ -280,7 +281,7 @@ def test_denoiser_training_runs_both_stages_resumes_and_exports(tmp_path, codec)
     (tmp_path / "t.json").write_text(json.dumps(teacher_cfg))
     main(["--config", str(tmp_path / "t.json"), "--steps", "2", "--device", "cpu"])
     main(["--config", str(tmp_path / "t.json"), "--device", "cpu"])  # resumes at step 2, runs to 4
-    log = [json.loads(line) for line in (tmp_path / "run_t" / "log.jsonl").read_text().splitlines()]
+    log = training_log(tmp_path / "run_t")
     assert [r["step"] for r in log] == [2, 4]
     teacher = load_model(tmp_path / "teacher.safetensors")
     assert isinstance(teacher, LatentDenoiser) and teacher.calibrated and teacher.config.parameterization == "edm"
@@ -302,14 +303,14 @@ def test_generative_decoder_training_runs_resumes_and_exports(tmp_path, codec):
     config = {**json.loads(open("training/configs/generative_decoder.json").read()),
               "codec": str(tmp_path / "codec.safetensors"), "model": TINY_GENERATIVE.to_dict(),
               "train_dirs": [str(tmp_path / "train")], "val_dir": str(tmp_path / "val"), "crop": 64, "batch_size": 4,
-              "groups_per_batch": 2, "steps": 4, "log_every": 2, "val_images": 1, "warmup_steps": 1,
+              "groups_per_batch": 2, "steps": 4, "val_every": 2, "val_images": 1, "warmup_steps": 1,
               "run_dir": str(tmp_path / "run"), "output": str(tmp_path / "generative.safetensors")}
     (tmp_path / "g.json").write_text(json.dumps(config))
     from training.train_generative import main
 
     main(["--config", str(tmp_path / "g.json"), "--steps", "2", "--device", "cpu"])
     main(["--config", str(tmp_path / "g.json"), "--device", "cpu"])
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    log = training_log(tmp_path / "run")
     assert [r["step"] for r in log] == [2, 4]
     assert isinstance(load_model(tmp_path / "generative.safetensors"), GenerativeDecoder)
     provenance = read_metadata(tmp_path / "generative.safetensors")["provenance"]

@@ -23,6 +23,7 @@ from shared.service import load_diffusion_decoders
 from .conftest import Chain, smooth_image
 from .test_diffusion import codec, training_folders  # noqa: F401  (the tiny codec fixture)
 from .test_services import image_bytes, send
+from .conftest import training_log
 
 TINY_TUNER = SemanticFineTunerConfig(prior_channels=4, extractor_width=16, extractor_blocks=1, widths=(8, 16),
                                      heads=2, denoiser_hidden=32, denoiser_layers=2)
@@ -142,14 +143,14 @@ def test_trainer_runs_both_stages_resumes_and_exports(tmp_path, codec):  # noqa:
     config = {**json.loads(open("training/configs/semantic_finetune.json").read()),
               "codec": str(tmp_path / "codec.safetensors"), "model": TINY_TUNER.to_dict(),
               "train_dirs": [str(tmp_path / "train")], "val_dir": str(tmp_path / "val"), "crop": 64, "batch_size": 4,
-              "groups_per_batch": 2, "steps": 4, "pretrain_fraction": 0.5, "log_every": 1, "val_images": 1,
+              "groups_per_batch": 2, "steps": 4, "pretrain_fraction": 0.5, "val_every": 1, "val_images": 1,
               "warmup_steps": 1, "run_dir": str(tmp_path / "run"), "output": str(tmp_path / "finetune.safetensors")}
     (tmp_path / "f.json").write_text(json.dumps(config))
     from training.train_finetune import main
 
     main(["--config", str(tmp_path / "f.json"), "--steps", "2", "--device", "cpu"])
     main(["--config", str(tmp_path / "f.json"), "--device", "cpu"])  # resumes at step 2, runs to 4
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    log = training_log(tmp_path / "run")
     assert [r["step"] for r in log[-2:]] == [3, 4]
     assert log[0]["stage"] == "pretrain" and "l_diff" not in log[0]
     assert log[-1]["stage"] == "diffusion" and "l_diff" in log[-1]

@@ -25,6 +25,7 @@ from shared.side_channel import (protect_side_information, recover_side_informat
 
 from .conftest import Chain
 from .test_services import image_bytes, smooth_image
+from .conftest import training_log
 
 TINY = RateAdaptiveConfig(widths=(8, 8, 8, 8), hyper_width=8, adapter_width=8)
 LEVELS = TINY.symbol_levels
@@ -182,8 +183,9 @@ def test_training_runs_resumes_and_exports(tmp_path, tiny_weights):
 
     main(["--config", str(path), "--steps", "2", "--device", "cpu"])
     main(["--config", str(path), "--device", "cpu"])  # resumes at step 2, runs to 4
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [2, 4] and "psnr_k16_snr10" in log[0] and log[0]["z_bits_per_token"] > 0
+    log = training_log(tmp_path / "run")
+    assert [r["step"] for r in log] == [2, 4] and "psnr_k16_snr10" in log[0]
+    assert log[0]["z_bits_per_token"] > 0
     model = load_model(tmp_path / "w.safetensors")
     assert isinstance(model, RateAdaptiveJSCC)
     assert read_metadata(tmp_path / "w.safetensors")["provenance"]["script"] == "training/train_rate_adaptive.py"

@@ -16,6 +16,7 @@ from shared.models.io import load_model, read_metadata, save_model
 from shared.perturbation import Perturbation, input_noise, parse_perturbation, pgd_semantic_error, project
 
 from .test_services import image_bytes, smooth_image
+from .conftest import training_log
 
 TINY = RateAdaptiveConfig(widths=(8, 8, 8, 8), hyper_width=8, adapter_width=8)
 
@@ -90,13 +91,14 @@ def test_training_fine_tunes_only_the_transmitter(tmp_path, tiny_codec_weights):
     from training.train_robust import main
 
     main(["--config", str(path), "--device", "cpu"])
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [0, 1, 2] and {"psnr_clean", "psnr_pgd0.3", "train_change_mse"} <= set(log[1])
+    log = training_log(tmp_path / "run")
+    assert [r["step"] for r in log] == [1, 2] and {"psnr_clean", "psnr_pgd0.3", "train_change_mse"} <= set(log[0])
     before = load_model(tiny_codec_weights).state_dict()
     after = load_model(tmp_path / "robust.safetensors").state_dict()
     changed = {name.split(".")[0] for name in before if not torch.equal(before[name].half().float(), after[name])}
     assert changed == {"analysis", "rate_encoder"}
-    assert read_metadata(tmp_path / "robust.safetensors")["provenance"]["script"] == "training/train_robust.py"
+    provenance = read_metadata(tmp_path / "robust.safetensors")["provenance"]
+    assert provenance["script"] == "training/train_robust.py" and "psnr_clean" in provenance["validation_before"]
 
 
 def test_eval_runs_perturbed_systems_deterministically_and_refuses_gradient_free_ones(tmp_path, tiny_codec_weights,

@@ -25,6 +25,7 @@ from training.train_vae_upsampler import main as train
 
 from .conftest import TINY
 from .test_services import image_bytes
+from .conftest import training_log
 
 SHIPPED = Path("weights/vae_upsampler_x2.safetensors")
 
@@ -126,7 +127,7 @@ def test_trainer_runs_and_writes_loadable_weights(tmp_path, tiny_base):
     path.write_text(json.dumps(config))
     frozen_before = {k: v.clone() for k, v in load_model(tiny_base).state_dict().items()}
     train(["--config", str(path), "--device", "cpu"])
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    log = training_log(tmp_path / "run")
     assert [r["step"] for r in log] == [2] and {"psnr_snr10", "psnr_sample_snr10", "sigma_y_snr1"} <= set(log[0])
     model = load_model(tmp_path / "w.safetensors")
     assert isinstance(model, VAEUpsamplerJSCC) and model.config.trained_symbols_per_token == (16,)

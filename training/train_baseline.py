@@ -7,23 +7,20 @@ block fading with a random coherence length), SNR (uniform in dB) and rate (one 
 served per-token symbol counts), and passes through the very channel and MMSE equalizer
 code the services use (:mod:`shared.channel.link`). Loss: MSE. The schedule (warm-up, then cosine) runs over
 ``steps`` or ``max_minutes``, whichever ends first, so a run on a slow machine still
-anneals. Resumable: re-running the command continues from ``run_dir/checkpoint.pt``.
+anneals. Resumable: re-running the command continues from ``run_dir/checkpoint.pt``. The loop,
+its options (``--help``) and ``torchrun`` use: :mod:`training.loop`.
 """
 
 from __future__ import annotations
 
-import json
-
 import torch
-from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit
 from shared.models import DeepJSCC, DeepJSCCConfig
-from shared.models.io import save_model
 from shared.quality import psnr
 from shared.symbols import power_normalize
-from training.loop import TrainingRun, parse_config
+from training.loop import TrainingRun
 
 
 def round_trip(model: DeepJSCC, images: torch.Tensor, spec: ChannelSpec, k: int, generator=None) -> torch.Tensor:
@@ -59,36 +56,22 @@ def validate(model: DeepJSCC, images: torch.Tensor, cfg: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    cfg, device = parse_config(__doc__, "training/configs/baseline.json", argv)
-    run = TrainingRun(cfg, device)
-    g = run.generator
-    data, val_images = run.datasets()
-
-    model = DeepJSCC(DeepJSCCConfig.from_dict(cfg["model"])).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    run.resume(model, optimizer)
-    bar = tqdm(total=cfg["steps"], initial=run.step, desc="training", unit="step")
+    run = TrainingRun.from_command_line(__doc__, "training/configs/baseline.json", argv)
+    cfg, g = run.cfg, run.generator
     group_size = cfg["batch_size"] // cfg["groups_per_batch"]
-    model.train()
-    while run.progress() < 1.0:
-        lr = run.set_learning_rate(optimizer)
-        images = data.batch(cfg["batch_size"]).to(device)
+
+    def loss_fn(model: DeepJSCC, images: torch.Tensor):
         loss = 0.0
         for chunk in images.split(group_size):
             spec, k = draw_spec(cfg, g)
-            loss = loss + torch.nn.functional.mse_loss(round_trip(model, chunk, spec, k, g), chunk)
-        loss = loss / cfg["groups_per_batch"]
-        run.optimize(model, optimizer, loss, bar)
-        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-        if run.step % cfg["val_every"] == 0:
-            record = {"step": run.step, "minutes": run.minutes, "lr": lr, "train_mse": round(loss.item(), 6),
-                      **validate(model, val_images, cfg)}
-            run.checkpoint(record, model, optimizer)
-    bar.close()
-    run.save(model, optimizer)
-    final = validate(model, val_images, cfg)
-    save_model(model, cfg["output"], run.provenance("training/train_baseline.py", validation_psnr=final))
-    print(json.dumps({"saved": cfg["output"], **final, "steps": run.step}))
+            loss = loss + torch.nn.functional.mse_loss(round_trip(model, chunk, spec, k, g).float(), chunk)
+        return loss / cfg["groups_per_batch"], {}
+
+    model = run.fit(DeepJSCC(DeepJSCCConfig.from_dict(cfg["model"])), loss_fn,
+                    lambda ema: validate(ema, run.val_images, cfg))
+    final = validate(model, run.val_images, cfg) if run.is_main else {}
+    run.export(model, "training/train_baseline.py", validation_psnr=final)
+    run.close()
 
 
 if __name__ == "__main__":

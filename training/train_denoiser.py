@@ -28,13 +28,12 @@ teacher in PSNR).
 After training, the teacher is calibrated on held-out crops (its final estimate's error per
 symbol on AWGN at 16 times: the decoder's SNR condition is read from it). The student keeps the
 teacher's calibration, under which its end-to-end loss was computed (its own measured errors go
-to the provenance). Exported with float16 weights. Resumable (``run_dir``).
+to the provenance). Both stages ship the EMA of the weights (for the student, the EMA is also
+the consistency target ``f_ema``). The loop: :mod:`training.loop`.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 
 import torch
@@ -45,10 +44,9 @@ from shared.diffusion.channel_state import SIGMA_MAX, diffusion_state, prior_whe
 from shared.diffusion.modes import DecoderMode, DiffusionDecoders, Refined, decoder_input, decoder_snr_db
 from shared.diffusion.sampling import heun_step, karras_times
 from shared.models.deepjscc import symbols_to_latent
-from shared.models.io import save_model
 from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 from shared.quality import psnr
-from training.loop import TrainingRun, parse_config
+from training.loop import TrainingRun
 from shared.differentiable_link import channel_batch, send_batch
 from training.train_rate_adaptive import draw_condition
 
@@ -67,17 +65,16 @@ def latent_state(sent: torch.Tensor, mask: torch.Tensor, spec: ChannelSpec, gene
     return received, values, prior_where_unsent(sigma, mask), state.t.to(sent.device)
 
 
-def draw_batch(codec, data, cfg: dict, g: torch.Generator, device: str):
-    """One training batch in groups of one channel each: (x_0, x_t at t_m, sigma at t_m, t_m,
-    sent mask, k map, SNR (B,), images)."""
-    images = data.batch(cfg["batch_size"]).to(device)
+def draw_batch(codec, images: torch.Tensor, cfg: dict, g: torch.Generator):
+    """A training batch of crops (B, 3, S, S) through the frozen codec and the channel, in groups
+    of one channel each: (x_0, x_t at t_m, sigma at t_m, t_m, sent mask, k map, SNR (B,))."""
     parts = []
     for chunk in images.split(cfg["batch_size"] // cfg["groups_per_batch"]):
         spec, mean_symbols = draw_condition(cfg, g)
         with torch.no_grad():
             sent, symbol_map, mask, _, _ = send_batch(codec, chunk, spec, mean_symbols)
         _, values, sigma, t = latent_state(sent, mask, spec, g)
-        parts.append((sent, values, sigma, t, mask, symbol_map, torch.full_like(t, spec.snr_db), chunk))
+        parts.append((sent, values, sigma, t, mask, symbol_map, torch.full_like(t, spec.snr_db)))
     return [torch.cat(items) for items in zip(*parts)]
 
 
@@ -162,10 +159,8 @@ def validate(codec, decoders: DiffusionDecoders, mode: DecoderMode, images: torc
 
 
 def main(argv=None) -> None:
-    cfg, device = parse_config(__doc__, "training/configs/latent_teacher.json", argv)
-    run = TrainingRun(cfg, device)
-    g = run.generator
-    data, val_images = run.datasets()
+    run = TrainingRun.from_command_line(__doc__, "training/configs/latent_teacher.json", argv)
+    cfg, g, device = run.cfg, run.generator, run.device
     codec = run.frozen(cfg["codec"])
     stage = cfg["stage"]
     teacher = None
@@ -176,49 +171,31 @@ def main(argv=None) -> None:
         teacher = run.frozen(cfg["teacher"])
         model = LatentDenoiser(LatentDenoiserConfig.from_dict({**teacher.config.to_dict(),
                                                                "parameterization": "consistency"}))
-        if not run.has_checkpoint:
-            model.load_state_dict(teacher.state_dict())
+        model.load_state_dict(teacher.state_dict())
         mode = DecoderMode("consistency")
-    model.to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    run.resume(model, optimizer)
-    if run.step:
-        ema.load_state_dict(model.state_dict())
     times = karras_times(cfg.get("distill_steps", 2), model.config.t_min, model.config.t_max, model.config.rho)
-    bar = tqdm(total=cfg["steps"], initial=run.step, desc=f"training {stage}", unit="step")
-    model.train()
-    while run.progress() < 1.0:
-        lr = run.set_learning_rate(optimizer)
-        x0, values, sigma, t_m, mask, symbol_map, snr, images = draw_batch(codec, data, cfg, g, device)
+
+    def loss_fn(model: LatentDenoiser, images: torch.Tensor):
+        x0, values, sigma, t_m, mask, symbol_map, snr = draw_batch(codec, images, cfg, g)
         if stage == "teacher":
-            loss = edm_loss(model, x0, values, sigma, t_m, mask, cfg, g)
-        else:
-            loss = consistency_loss(model, ema, teacher, codec, x0, sigma, t_m, mask, symbol_map, snr, images, times,
-                                    g, cfg.get("image_weight", 0.0))
-        run.optimize(model, optimizer, loss, bar)
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - cfg["ema"])
-        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-        if run.step % cfg["log_every"] == 0:
-            record = {"step": run.step, "minutes": run.minutes, "lr": lr, "loss": round(loss.item(), 6)}
-            run.checkpoint(record, model, optimizer)
-    bar.close()
-    run.save(model, optimizer)
-    final = ema if stage == "teacher" else model
-    calibration_images = val_images[: cfg["calibration_images"]]
-    sent, _, mask, _, _ = send_batch(codec, calibration_images, ChannelSpec("awgn", 10.0), 24)
-    calibrate(final, mode, sent, mask)
-    report = {"calibration": [round(e, 5) for e in final.calibration.tolist()]}
-    if teacher is not None:  # the student keeps the error model its decoder condition was distilled under
-        final.calibration.copy_(teacher.calibration)
-    decoders = DiffusionDecoders(teacher=final) if stage == "teacher" else DiffusionDecoders(student=final)
-    report = {**report,
-              **validate(codec, decoders, DecoderMode(mode.name, 25 if stage == "teacher" else None), val_images)}
-    save_model(final, cfg["output"], run.provenance("training/train_denoiser.py", codec=cfg["codec"], **report),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
-    print(json.dumps({"saved": cfg["output"], "steps": run.step, **report}))
+            return edm_loss(model, x0, values, sigma, t_m, mask, cfg, g), {}
+        # the consistency target network is the run's EMA of the student
+        return consistency_loss(model, run.ema.module, teacher, codec, x0, sigma, t_m, mask, symbol_map, snr, images,
+                                times, g, cfg.get("image_weight", 0.0)), {}
+
+    final = run.fit(model, loss_fn, lambda ema: {})
+    if run.is_main:
+        calibration_images = run.val_images[: cfg["calibration_images"]]
+        sent, _, mask, _, _ = send_batch(codec, calibration_images, ChannelSpec("awgn", 10.0), 24)
+        calibrate(final, mode, sent, mask)
+        report = {"calibration": [round(e, 5) for e in final.calibration.tolist()]}
+        if teacher is not None:  # the student keeps the error model its decoder condition was distilled under
+            final.calibration.copy_(teacher.calibration)
+        decoders = DiffusionDecoders(teacher=final) if stage == "teacher" else DiffusionDecoders(student=final)
+        report = {**report, **validate(codec, decoders, DecoderMode(mode.name, 25 if stage == "teacher" else None),
+                                       run.val_images)}
+        run.export(final, "training/train_denoiser.py", codec=cfg["codec"], **report)
+    run.close()
 
 
 if __name__ == "__main__":

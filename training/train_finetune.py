@@ -13,24 +13,21 @@ budget, steps or minutes, then the rest; a cosine learning rate over each):
    to Z_hat; N2 (from stage 1) restores ``I_hat = N2(S_hat, Z_hat)``;
    ``L = L1(I, I_hat) + L1(Z_hat, Z_0)`` (L_pre + L_diff), all three networks jointly.
 
-Exported: the deployed :class:`~shared.models.semantic_finetune.SemanticFineTuner` (float16).
+Exported: the deployed :class:`~shared.models.semantic_finetune.SemanticFineTuner` (float16), from
+the EMA of the weights; the loop: :mod:`training.loop`.
 """
 
 from __future__ import annotations
 
-import json
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
 from shared.differentiable_link import round_trip
-from shared.models.io import save_model
 from shared.models.semantic_finetune import PriorExtractor, SemanticFineTuner, SemanticFineTunerConfig
 from shared.quality import psnr
-from training.loop import TrainingRun, learning_rate, parse_config
+from training.loop import TrainingRun, learning_rate
 from training.train_generative import jscc_batch
 
 STAGES = ("pretrain", "diffusion")
@@ -90,35 +87,24 @@ def validate(codec, model: FineTuneTraining, images: torch.Tensor, mean_symbols:
 
 
 def main(argv=None) -> None:
-    cfg, device = parse_config(__doc__, "training/configs/semantic_finetune.json", argv)
-    run = TrainingRun(cfg, device)
-    g = run.generator
-    data, val_images = run.datasets()
+    run = TrainingRun.from_command_line(__doc__, "training/configs/semantic_finetune.json", argv)
+    cfg, g = run.cfg, run.generator
     codec = run.frozen(cfg["codec"])
-    model = FineTuneTraining(SemanticFineTunerConfig.from_dict(cfg["model"])).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    run.resume(model, optimizer)
-    bar = tqdm(total=cfg["steps"], initial=run.step, desc="training semantic fine-tuning", unit="step")
-    model.train()
-    while (progress := run.progress()) < 1.0:
+
+    def schedule(step: int, progress: float) -> float:
         stage, stage_progress = stage_at(cfg, progress)
-        lr = learning_rate(cfg if stage == "pretrain" else {**cfg, "warmup_steps": 0}, run.step, stage_progress)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        images, decoded = jscc_batch(codec, data, cfg, g, device)
-        value, terms = loss(model, stage, images, decoded, g)
-        run.optimize(model, optimizer, value, bar)
-        bar.set_postfix(stage=stage, loss=f"{value.item():.4f}", lr=f"{lr:.2e}")
-        if run.step % cfg["log_every"] == 0:
-            record = {"step": run.step, "minutes": run.minutes, "stage": stage, "lr": lr, **terms}
-            run.checkpoint(record, model, optimizer)
-    bar.close()
-    run.save(model, optimizer)
-    final = validate(codec, model, val_images)
-    save_model(model.tuner.eval(), cfg["output"],
-               run.provenance("training/train_finetune.py", codec=cfg["codec"], validation=final),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
-    print(json.dumps({"saved": cfg["output"], "steps": run.step, **final}))
+        return learning_rate(cfg if stage == "pretrain" else {**cfg, "warmup_steps": 0}, step, stage_progress)
+
+    def loss_fn(model: FineTuneTraining, images: torch.Tensor):
+        stage = stage_at(cfg, run.budget_spent)[0]
+        value, terms = loss(model, stage, images, jscc_batch(codec, images, cfg, g), g)
+        return value, {"stage": stage, **terms}
+
+    model = run.fit(FineTuneTraining(SemanticFineTunerConfig.from_dict(cfg["model"])), loss_fn, lambda ema: {},
+                    schedule)
+    final = validate(codec, model, run.val_images) if run.is_main else {}
+    run.export(model.tuner.eval(), "training/train_finetune.py", codec=cfg["codec"], validation=final)
+    run.close()
 
 
 if __name__ == "__main__":

@@ -9,34 +9,30 @@ a setting (distortion, eta = 0.1; perception, eta = 0.5) and a step n of the N-s
 process; the X-prediction is scored with eq. 10's image terms,
 ``(1 - eta) MSE + eta d_p``, with d_p = 1 - MS-SSIM (weight-free; LPIPS needs VGG weights that
 cannot be fetched here). The joint fine-tuning of every module is not done (the codec stays
-frozen). Resumable (``run_dir``); exported with float16 weights.
+frozen). The EMA of the weights ships (float16); the loop: :mod:`training.loop`.
 """
 
 from __future__ import annotations
 
-import json
-
 import torch
-from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
 from shared.models.generative_decoder import SETTING_ETA, SETTINGS, GenerativeDecoder, GenerativeDecoderConfig
-from shared.models.io import save_model
 from shared.quality import ms_ssim, psnr
-from training.loop import TrainingRun, parse_config
+from training.loop import TrainingRun
 from shared.differentiable_link import round_trip
 from training.train_rate_adaptive import draw_condition
 
 
-def jscc_batch(codec, data, cfg: dict, g: torch.Generator, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(originals, JSCC reconstructions) (B, 3, S, S), in groups of one drawn channel each."""
-    images = data.batch(cfg["batch_size"]).to(device)
+def jscc_batch(codec, images: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
+    """The frozen codec's JSCC reconstructions (B, 3, S, S) of crops (B, 3, S, S), in groups of
+    one drawn channel each."""
     decoded = []
     with torch.no_grad():
         for chunk in images.split(cfg["batch_size"] // cfg["groups_per_batch"]):
             spec, mean_symbols = draw_condition(cfg, g)
             decoded.append(round_trip(codec, chunk, spec, mean_symbols, g)[0])
-    return images, torch.cat(decoded).clamp(0, 1)
+    return torch.cat(decoded).clamp(0, 1)
 
 
 def loss(model: GenerativeDecoder, scheduler, images: torch.Tensor, condition: torch.Tensor,
@@ -71,33 +67,19 @@ def validate(codec, model: GenerativeDecoder, images: torch.Tensor) -> dict:
 
 
 def main(argv=None) -> None:
-    cfg, device = parse_config(__doc__, "training/configs/generative_decoder.json", argv)
-    run = TrainingRun(cfg, device)
-    g = run.generator
-    data, val_images = run.datasets()
+    run = TrainingRun.from_command_line(__doc__, "training/configs/generative_decoder.json", argv)
+    cfg, g = run.cfg, run.generator
     codec = run.frozen(cfg["codec"])
-    model = GenerativeDecoder(GenerativeDecoderConfig.from_dict(cfg["model"])).to(device)
+    model = GenerativeDecoder(GenerativeDecoderConfig.from_dict(cfg["model"]))
     scheduler = model.scheduler()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    run.resume(model, optimizer)
-    bar = tqdm(total=cfg["steps"], initial=run.step, desc="training generative decoder", unit="step")
-    model.train()
-    while run.progress() < 1.0:
-        lr = run.set_learning_rate(optimizer)
-        images, condition = jscc_batch(codec, data, cfg, g, device)
-        value = loss(model, scheduler, images, condition, g)
-        run.optimize(model, optimizer, value, bar)
-        bar.set_postfix(loss=f"{value.item():.4f}", lr=f"{lr:.2e}")
-        if run.step % cfg["log_every"] == 0:
-            record = {"step": run.step, "minutes": run.minutes, "lr": lr, "loss": round(value.item(), 6)}
-            run.checkpoint(record, model, optimizer)
-    bar.close()
-    run.save(model, optimizer)
-    final = validate(codec, model, val_images)
-    save_model(model.eval(), cfg["output"],
-               run.provenance("training/train_generative.py", codec=cfg["codec"], validation=final),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
-    print(json.dumps({"saved": cfg["output"], "steps": run.step, **final}))
+
+    def loss_fn(model: GenerativeDecoder, images: torch.Tensor):
+        return loss(model, scheduler, images, jscc_batch(codec, images, cfg, g), g), {}
+
+    model = run.fit(model, loss_fn, lambda ema: {})
+    final = validate(codec, model, run.val_images) if run.is_main else {}
+    run.export(model, "training/train_generative.py", codec=cfg["codec"], validation=final)
+    run.close()
 
 
 if __name__ == "__main__":

@@ -15,24 +15,22 @@ Loss (paper 000 eq. 10 with eta = 0: distortion-oriented): ``MSE + rate_weight *
 hyper_rate_weight * bits(z)) / pixels``; ``hyper_rate_weight`` >> 1 because z is sent over the
 digital side channel (about 1.5 channel uses per bit) while y is not sent as bits at all: its
 bits only rank the tokens. It may be a schedule ``[[from_step, weight], ...]``.
-Resumable from ``run_dir/checkpoint.pt``; warm-up then cosine over ``steps`` or
-``max_minutes``, whichever ends first.
+Starts from ``init_from`` (the baseline) or ``--init-weights`` (e.g. the shipped codec, to
+continue its training). The loop (EMA, bf16, resume, ``torchrun``): :mod:`training.loop`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 
 import torch
-from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
 from shared.differentiable_link import round_trip
-from shared.models.io import load_model, save_model
+from shared.models.io import load_model
 from shared.models.rate_adaptive import RateAdaptiveConfig, RateAdaptiveJSCC
 from shared.quality import psnr
-from training.loop import TrainingRun, parse_config
+from training.loop import TrainingRun
 
 
 def init_from_baseline(model: RateAdaptiveJSCC, path: str) -> None:
@@ -92,45 +90,28 @@ def validate(model: RateAdaptiveJSCC, images: torch.Tensor) -> dict:
 
 
 def main(argv=None) -> None:
-    cfg, device = parse_config(__doc__, "training/configs/rate_adaptive.json", argv)
-    run = TrainingRun(cfg, device)
-    g = run.generator
-    data, val_images = run.datasets()
-
+    run = TrainingRun.from_command_line(__doc__, "training/configs/rate_adaptive.json", argv)
+    cfg, g = run.cfg, run.generator
     model = RateAdaptiveJSCC(RateAdaptiveConfig.from_dict(cfg["model"]))
-    if cfg.get("init_from") and not run.has_checkpoint:
+    if cfg.get("init_from") and not cfg.get("init_weights") and not run.has_checkpoint:
         init_from_baseline(model, cfg["init_from"])
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    run.resume(model, optimizer)
-    bar = tqdm(total=cfg["steps"], initial=run.step, desc="training", unit="step")
     group_size = cfg["batch_size"] // cfg["groups_per_batch"]
-    pixels = cfg["crop"] ** 2
-    groups = cfg["groups_per_batch"]
-    model.train()
-    while run.progress() < 1.0:
-        lr = run.set_learning_rate(optimizer)
-        images = data.batch(cfg["batch_size"]).to(device)
+    groups, pixels = cfg["groups_per_batch"], cfg["crop"] ** 2
+
+    def loss_fn(model: RateAdaptiveJSCC, images: torch.Tensor):
         distortion, rate = 0.0, 0.0
         for chunk in images.split(group_size):
             spec, mean_symbols = draw_condition(cfg, g)
             out, y_bits, z_bits, _ = round_trip(model, chunk, spec, mean_symbols, g)
-            distortion = distortion + torch.nn.functional.mse_loss(out, chunk)
-            rate = rate + (y_bits + hyper_rate_weight(cfg, run.step) * z_bits).mean() / pixels
-        loss = (distortion + cfg["rate_weight"] * rate) / groups
-        run.optimize(model, optimizer, loss, bar)
-        bar.set_postfix(mse=f"{distortion.item() / groups:.4f}", lr=f"{lr:.2e}")
-        if run.step % cfg["val_every"] == 0:
-            record = {"step": run.step, "minutes": run.minutes, "lr": lr,
-                      "train_mse": round(distortion.item() / groups, 6), "train_bpp": round(rate.item() / groups, 4),
-                      **validate(model, val_images)}
-            run.checkpoint(record, model, optimizer)
-    bar.close()
-    run.save(model, optimizer)
-    final = validate(model, val_images)
-    save_model(model, cfg["output"], run.provenance("training/train_rate_adaptive.py", validation=final),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
-    print(json.dumps({"saved": cfg["output"], **final, "steps": run.step}))
+            distortion = distortion + torch.nn.functional.mse_loss(out.float(), chunk)
+            rate = rate + (y_bits.float() + hyper_rate_weight(cfg, run.step) * z_bits.float()).mean() / pixels
+        terms = {"train_mse": round(distortion.item() / groups, 6), "train_bpp": round(rate.item() / groups, 4)}
+        return (distortion + cfg["rate_weight"] * rate) / groups, terms
+
+    model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images))
+    final = validate(model, run.val_images) if run.is_main else {}
+    run.export(model, "training/train_rate_adaptive.py", validation=final)
+    run.close()
 
 
 if __name__ == "__main__":

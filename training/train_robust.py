@@ -21,24 +21,20 @@ Per batch, each group draws its channel, SNR and mean symbols per token as
 
 Validation (fixed val crops, AWGN 10 dB, 16 mean symbols per token = the JSCC part of CBR
 1/48): PSNR on clean input and under PGD at ``pgd_level``, both scored against the clean crop.
-Resumable from ``run_dir/checkpoint.pt``; warm-up then cosine over ``steps`` or ``max_minutes``.
+The loop (EMA, resume, budget): :mod:`training.loop`.
 """
 
 from __future__ import annotations
 
-import json
-
 import torch
 from torch.nn.functional import mse_loss
-from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
 from shared.differentiable_link import round_trip
-from shared.models.io import save_model
 from shared.models.rate_adaptive import RateAdaptiveJSCC
 from shared.perturbation import noiseless_round_trip, pgd_semantic_error
 from shared.quality import psnr
-from training.loop import TrainingRun, parse_config
+from training.loop import TrainingRun
 from training.train_rate_adaptive import draw_condition
 
 VALIDATION_SNR_DB, VALIDATION_MEAN_SYMBOLS = 10.0, 16
@@ -80,45 +76,31 @@ def validate(model: RateAdaptiveJSCC, images: torch.Tensor, level: float, steps:
 
 
 def main(argv=None) -> None:
-    cfg, device = parse_config(__doc__, "training/configs/robust_encoder.json", argv)
-    run = TrainingRun(cfg, device)
-    g = run.generator
-    data, val_images = run.datasets()
-
+    run = TrainingRun.from_command_line(__doc__, "training/configs/robust_encoder.json", argv)
+    cfg, g = run.cfg, run.generator
     model = run.frozen(cfg["init_from"])
     if not isinstance(model, RateAdaptiveJSCC):
         raise ValueError(f"init_from must hold a rate-adaptive codec, not {type(model).__name__}")
-    optimizer = torch.optim.Adam(transmitter_parameters(model), lr=cfg["lr"])
-    run.resume(model, optimizer)
+    transmitter_parameters(model)
     level, steps = cfg["pgd_level"], cfg["pgd_steps"]
-    if run.step == 0:
-        run.log({"step": 0, "minutes": 0.0, **validate(model, val_images, level, steps)})
-    bar = tqdm(total=cfg["steps"], initial=run.step, desc="training", unit="step")
+    before = validate(model, run.val_images, level, steps) if run.is_main and not run.has_checkpoint else {}
     group_size = cfg["batch_size"] // cfg["groups_per_batch"]
     groups = cfg["groups_per_batch"]
-    model.train()
-    while run.progress() < 1.0:
-        lr = run.set_learning_rate(optimizer)
-        images = data.batch(cfg["batch_size"]).to(device)
+
+    def loss_fn(model: RateAdaptiveJSCC, images: torch.Tensor):
         distortion, sensitivity = 0.0, 0.0
         for chunk in images.split(group_size):
             spec, mean_symbols = draw_condition(cfg, g)
             reconstruction, change = robust_loss(model, chunk, spec, mean_symbols, level, steps, g)
             distortion, sensitivity = distortion + reconstruction, sensitivity + change
-        run.optimize(model, optimizer, (distortion + cfg["sensitivity_weight"] * sensitivity) / groups, bar)
-        bar.set_postfix(mse=f"{distortion.item() / groups:.4f}", change=f"{sensitivity.item() / groups:.4f}")
-        if run.step % cfg["val_every"] == 0:
-            record = {"step": run.step, "minutes": run.minutes, "lr": lr,
-                      "train_mse": round(distortion.item() / groups, 6),
-                      "train_change_mse": round(sensitivity.item() / groups, 6),
-                      **validate(model, val_images, level, steps)}
-            run.checkpoint(record, model, optimizer)
-    bar.close()
-    run.save(model, optimizer)
-    final = validate(model, val_images, level, steps)
-    save_model(model, cfg["output"], run.provenance("training/train_robust.py", validation=final),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
-    print(json.dumps({"saved": cfg["output"], **final, "steps": run.step}))
+        terms = {"train_mse": round(distortion.item() / groups, 6),
+                 "train_change_mse": round(sensitivity.item() / groups, 6)}
+        return (distortion + cfg["sensitivity_weight"] * sensitivity) / groups, terms
+
+    model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images, level, steps))
+    final = validate(model, run.val_images, level, steps) if run.is_main else {}
+    run.export(model, "training/train_robust.py", validation=final, validation_before=before)
+    run.close()
 
 
 if __name__ == "__main__":

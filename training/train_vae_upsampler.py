@@ -15,28 +15,24 @@ with ``y_hat = mu_y + sigma_y * eps`` (reparameterization), ``s_hat = y + n`` th
 received latent at the same SNR (``sigma^2 = N0 / 2`` per real dimension), each term a mean over
 latent elements. ``variational: false`` in the model config is the ablation without the VAE
 (``y_hat = mu_y``, MSE only; lambda and gamma must be 0). The decoder runs only in validation
-(image PSNR on validation crops over AWGN). Resumable from ``run_dir/checkpoint.pt``; warm-up
-then cosine over ``steps`` or ``max_minutes``, whichever ends first.
+(image PSNR on validation crops over AWGN). The loop (EMA, resume, budget): :mod:`training.loop`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 
 import torch
-from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit
 from shared.channel.models import noise_variance
 from shared.models.deepjscc import latent_to_symbols, symbols_to_latent
-from shared.models.io import save_model
 from shared.models.vae_upsampler import (VAEUpsamplerConfig, VAEUpsamplerJSCC, kl_channel_to_posterior,
                                          kl_to_standard_normal, reparameterize)
 from shared.quality import psnr
 from shared.symbols import power_normalize
-from training.loop import TrainingRun, parse_config
+from training.loop import TrainingRun
 from training.train_baseline import draw_spec
 from training.train_baseline import round_trip as baseline_round_trip
 
@@ -117,47 +113,33 @@ def build_model(cfg: dict, run: TrainingRun) -> VAEUpsamplerJSCC:
 
 
 def main(argv=None) -> None:
-    cfg, device = parse_config(__doc__, "training/configs/vae_upsampler_x2.json", argv)
-    run = TrainingRun(cfg, device)
-    g = run.generator
-    data, val_images = run.datasets()
+    run = TrainingRun.from_command_line(__doc__, "training/configs/vae_upsampler_x2.json", argv)
+    cfg, g = run.cfg, run.generator
     model = build_model(cfg, run)
-    trained = [p for name, p in model.named_parameters() if not name.startswith("base.")]
-    optimizer = torch.optim.Adam(trained, lr=cfg["lr"])
-    run.resume(model, optimizer)
-    reference = baseline_reference(model, val_images)
-    bar = tqdm(total=cfg["steps"], initial=run.step, desc="training", unit="step")
+    reference = baseline_reference(model, run.val_images) if run.is_main else {}
     group_size = cfg["batch_size"] // cfg["groups_per_batch"]
     groups = cfg["groups_per_batch"]
     channel_cfg = {**cfg, "model": {"trained_symbols_per_token": list(model.config.trained_symbols_per_token)}}
-    model.train()
-    while run.progress() < 1.0:
-        lr = run.set_learning_rate(optimizer)
-        images = data.batch(cfg["batch_size"]).to(device)
+
+    def loss_fn(model: VAEUpsamplerJSCC, images: torch.Tensor):
         totals: dict[str, float] = {}
         loss = 0.0
         for chunk in images.split(group_size):
             spec, _ = draw_spec(channel_cfg, g)  # the channel; the rate is fixed
             with torch.no_grad():
-                y = model.base_latent(chunk, torch.full((chunk.shape[0],), spec.snr_db, device=device))
+                y = model.base_latent(chunk, torch.full((chunk.shape[0],), spec.snr_db, device=chunk.device)).float()
             mean, log_variance = compressed_round_trip(model, y, spec, g)
-            terms = hybrid_loss(y, mean, log_variance, spec.snr_db, cfg["kl_weight"], cfg["guidance_weight"], g)
+            terms = hybrid_loss(y, mean.float(), None if log_variance is None else log_variance.float(), spec.snr_db,
+                                cfg["kl_weight"], cfg["guidance_weight"], g)
             loss = loss + terms["loss"] / groups
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + value.item() / groups
-        run.optimize(model, optimizer, loss, bar)
-        bar.set_postfix(loss=f"{totals['loss']:.4f}", mse=f"{totals['mse']:.4f}", lr=f"{lr:.2e}")
-        if run.step % cfg["val_every"] == 0:
-            record = {"step": run.step, "minutes": run.minutes, "lr": lr,
-                      **{f"train_{k}": round(v, 6) for k, v in totals.items()}, **validate(model, val_images)}
-            run.checkpoint(record, model, optimizer)
-    bar.close()
-    run.save(model, optimizer)
-    final = validate(model, val_images)
-    save_model(model, cfg["output"], run.provenance("training/train_vae_upsampler.py", validation=final,
-                                                    baseline_validation=reference),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
-    print(json.dumps({"saved": cfg["output"], **final, **reference, "steps": run.step}))
+        return loss, {f"train_{k}": round(v, 6) for k, v in totals.items()}
+
+    model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images))
+    final = validate(model, run.val_images) if run.is_main else {}
+    run.export(model, "training/train_vae_upsampler.py", validation=final, baseline_validation=reference)
+    run.close()
 
 
 if __name__ == "__main__":
