@@ -43,10 +43,6 @@ SHIPPED = {  # file stem -> (storage, base file stem or None, key prefix of the 
 """What ships and how; a base precedes the files derived from it."""
 
 
-def storage_dtype(name: str) -> torch.dtype | str:
-    return INT8 if name == INT8 else getattr(torch, name)
-
-
 def follow_base(model: torch.nn.Module, original_base: dict, new_base: dict, prefix: str) -> int:
     """Replace ``model``'s tensors that equal (to float16) its original base's tensor by the base
     as now stored; returns how many were replaced."""
@@ -74,8 +70,8 @@ def slim(weights: Path, out: Path) -> list[tuple[str, int, int]]:
                                 load_model(out / f"{base}.safetensors").state_dict(), prefix)
             print(f"{stem}: {count} tensors follow {base}")
         provenance = {**metadata.get("provenance", {}),
-                      "storage": f"{storage} (scripts/slim_weights.py)" + (f", derived from {base}" if base else "")}
-        save_model(model, out / f"{stem}.safetensors", provenance, storage_dtype(storage),
+                      "storage": f"{str(storage).removeprefix('torch.')} (scripts/slim_weights.py)" + (f", derived from {base}" if base else "")}
+        save_model(model, out / f"{stem}.safetensors", provenance, storage,
                    base=out / f"{base}.safetensors" if base else None, base_prefix=prefix)
         rows.append((stem, source.stat().st_size, (out / f"{stem}.safetensors").stat().st_size))
     return rows

@@ -87,7 +87,8 @@ def main(argv=None) -> None:
     bar.close()
     run.save(model, optimizer)
     final = validate(model, val_images, cfg)
-    save_model(model, cfg["output"], run.provenance("training/train_baseline.py", validation_psnr=final))
+    save_model(model, cfg["output"], run.provenance("training/train_baseline.py", validation_psnr=final),
+               getattr(torch, cfg.get("weights_dtype", "float32")))
     print(json.dumps({"saved": cfg["output"], **final, "steps": run.step}))
 
 

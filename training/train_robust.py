@@ -117,7 +117,7 @@ def main(argv=None) -> None:
     run.save(model, optimizer)
     final = validate(model, val_images, level, steps)
     save_model(model, cfg["output"], run.provenance("training/train_robust.py", validation=final),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
+               getattr(torch, cfg.get("weights_dtype", "float32")), base=cfg["init_from"])
     print(json.dumps({"saved": cfg["output"], **final, "steps": run.step}))
 
 

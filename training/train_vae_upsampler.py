@@ -156,7 +156,7 @@ def main(argv=None) -> None:
     final = validate(model, val_images)
     save_model(model, cfg["output"], run.provenance("training/train_vae_upsampler.py", validation=final,
                                                     baseline_validation=reference),
-               getattr(torch, cfg.get("weights_dtype", "float32")))
+               getattr(torch, cfg.get("weights_dtype", "float32")), base=cfg["base_weights"], base_prefix="base.")
     print(json.dumps({"saved": cfg["output"], **final, **reference, "steps": run.step}))
 
 

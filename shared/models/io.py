@@ -7,8 +7,8 @@ tensors (``base_sha256``, :func:`state_checksum`). It stores only the tensors th
 that differ from it; :func:`load_model` loads the base (recursively), checks the checksum and
 overlays the stored tensors.
 
-Floating tensors are stored as ``float16`` or ``float32``, or as ``int8`` with one float16
-scale per output channel (dim 0): the tensor ``name`` holds ``round(w / scale)`` and
+Floating tensors are stored as ``float16`` or ``float32``, or (``dtype`` :data:`INT8`) those of
+two or more dimensions as ``int8`` with one float16 scale per output channel (dim 0): the tensor ``name`` holds ``round(w / scale)`` and
 ``name + SCALE_SUFFIX`` the scales, ``w ~= int8 * scale``; the metadata's ``int8`` lists those
 names. Loading casts every tensor back to the model's float32.
 """
@@ -48,8 +48,9 @@ ARCHITECTURES = {
 }
 """Architecture name in the metadata -> (model class, config class, training command)."""
 
-INT8 = "int8"
-"""The ``dtype`` name (for :func:`save_model`) of int8 storage with per-output-channel scales."""
+INT8 = torch.int8
+"""The ``dtype`` of :func:`save_model` for int8 storage with per-output-channel scales (a config's
+``"weights_dtype": "int8"``)."""
 SCALE_SUFFIX = ":int8_scale"
 """Suffix of the key holding an int8 tensor's float16 scales, one per output channel."""
 
@@ -82,7 +83,7 @@ def quantize_int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values.reshape(tensor.shape), scales
 
 
-def _stored(tensor: torch.Tensor, dtype: torch.dtype | str) -> dict[str, torch.Tensor]:
+def _stored(tensor: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """One state tensor as stored: itself cast to ``dtype`` (int8 only for floating tensors of
     two or more dimensions; the others then keep float16), keyed by suffix ('' or SCALE_SUFFIX)."""
     tensor = tensor.detach().cpu()
@@ -106,7 +107,7 @@ def _restored(tensors: dict[str, torch.Tensor], int8_names: list[str]) -> dict[s
 
 
 def save_model(
-    model: nn.Module, path: str | Path, provenance: dict | None = None, dtype: torch.dtype | str = torch.float32,
+    model: nn.Module, path: str | Path, provenance: dict | None = None, dtype: torch.dtype = torch.float32,
     base: str | Path | None = None, base_prefix: str = "",
 ) -> None:
     """Write ``model``'s weights with its architecture, config (and how it was made) in the
@@ -170,7 +171,8 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path} stores only the modules it changes; its base weights {base_path} are missing")
     base_state = load_model(base_path).state_dict()
     if state_checksum(base_state) != metadata["base_sha256"]:
-        command = ARCHITECTURES[metadata["architecture"]][2]
+        script = metadata.get("provenance", {}).get("script", "")
+        command = script.removesuffix(".py").replace("/", ".") or ARCHITECTURES[metadata["architecture"]][2]
         raise ValueError(
             f"{path} was derived from another {base_path} (its tensors' checksum is {state_checksum(base_state)[:12]}, "
             f"{path.name} was made on {metadata['base_sha256'][:12]}): restore that base file, or re-derive "
