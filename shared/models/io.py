@@ -8,7 +8,8 @@ that differ from it; :func:`load_model` loads the base (recursively), checks the
 overlays the stored tensors.
 
 Floating tensors are stored as ``float16`` or ``float32``, or (``dtype`` :data:`INT8`) those of
-two or more dimensions as ``int8`` with one float16 scale per output channel (dim 0): the tensor ``name`` holds ``round(w / scale)`` and
+two or more dimensions, outside the modules a model class names in ``FLOAT16_MODULES``, as
+``int8`` with one float16 scale per output channel (dim 0): the tensor ``name`` holds ``round(w / scale)`` and
 ``name + SCALE_SUFFIX`` the scales, ``w ~= int8 * scale``; the metadata's ``int8`` lists those
 names. Loading casts every tensor back to the model's float32.
 """
@@ -85,7 +86,8 @@ def quantize_int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """One state tensor as stored: itself cast to ``dtype`` (int8 only for floating tensors of
-    two or more dimensions; the others then keep float16), keyed by suffix ('' or SCALE_SUFFIX)."""
+    two or more dimensions; the others, and those of a model's ``FLOAT16_MODULES``, then keep
+    float16), keyed by suffix ('' or SCALE_SUFFIX)."""
     tensor = tensor.detach().cpu()
     if not tensor.is_floating_point():
         return {"": tensor.contiguous()}
@@ -127,8 +129,10 @@ def save_model(
                         base_prefix=base_prefix, base_sha256=state_checksum(base_state))
         state = {name: tensor for name, tensor in state.items() if not _equals_base(name, tensor, base_state, base_prefix)}
     tensors, int8_names = {}, []
+    float16_modules = tuple(f"{module}." for module in getattr(model, "FLOAT16_MODULES", ()))
     for name, tensor in state.items():
-        for suffix, stored in _stored(tensor, dtype).items():
+        kept = torch.float16 if dtype == INT8 and name.startswith(float16_modules) else dtype
+        for suffix, stored in _stored(tensor, kept).items():
             tensors[name + suffix] = stored
         if name + SCALE_SUFFIX in tensors:
             int8_names.append(name)
