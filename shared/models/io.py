@@ -86,8 +86,8 @@ def quantize_int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """One state tensor as stored: itself cast to ``dtype`` (int8 only for floating tensors of
-    two or more dimensions; the others, and those of a model's ``FLOAT16_MODULES``, then keep
-    float16), keyed by suffix ('' or SCALE_SUFFIX)."""
+    two or more dimensions and 256 or more elements; the others then keep float16), keyed by
+    suffix ('' or SCALE_SUFFIX)."""
     tensor = tensor.detach().cpu()
     if not tensor.is_floating_point():
         return {"": tensor.contiguous()}
