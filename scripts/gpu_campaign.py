@@ -27,7 +27,7 @@ inside what is left of ``--deadline`` seconds and logged whether it worked or no
    AWGN and Rayleigh, SNR 1 and 10 dB, CBR 1/48 and 1/24).
 
 It writes at most 8 files to ``--out`` (default ``$OUT``): ``campaign.json`` (every figure),
-``campaign.log``, ``decode_latency.json``, ``load.json``, ``training_log.jsonl``,
+``campaign.log``, ``decode_latency.json``, ``load.json``, ``training_log.jsonl`` (or ``.csv``),
 ``eval_shipped.csv``, ``eval_new.csv`` and, only when its mean Kodak PSNR beats the shipped
 weights', ``rate_adaptive.safetensors`` (int8, as shipped).
 """
@@ -271,7 +271,7 @@ def train(c: Campaign, settings: dict, photos: Path, work: Path, minutes: float)
              "output": str(work / "rate_adaptive.safetensors")}
     new_interface = new_training_interface()
     config = {**json.loads((REPO / "training/configs/rate_adaptive.json").read_text()), **settings["training"],
-              "weights_dtype": "int8", **({} if new_interface else paths)}
+              **({} if new_interface else paths)}
     config_path = work / "rate_adaptive_campaign.json"
     config_path.write_text(json.dumps(config, indent=1))
     command = [python_executable(), "-m", "training.train_rate_adaptive", "--config", str(config_path),
@@ -284,8 +284,8 @@ def train(c: Campaign, settings: dict, photos: Path, work: Path, minutes: float)
     else:
         c.log("training script without --init-weights: it starts from the config's init_from")
     stdout = c.call(command, budget * 60 + 120)
-    if (work / "run" / "log.jsonl").is_file():
-        shutil.copyfile(work / "run" / "log.jsonl", c.out / "training_log.jsonl")
+    for log in sorted((work / "run").glob("log.*"))[:1]:  # the run's validation log (JSONL or CSV)
+        shutil.copyfile(log, c.out / f"training_log{log.suffix}")
     final = json_lines(stdout)
     return {"minutes_budget": round(budget, 2), "new_interface": new_interface, "command": " ".join(command),
             "final": final[-1] if final else None}
