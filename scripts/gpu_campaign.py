@@ -67,17 +67,18 @@ GPU = {"device": "cuda", "eval_limit": 4,
        "eval": ["--channel", "awgn", "rayleigh", "--snr", "1", "10", "--cbr", "1/48", "1/24"],
        "modes": ["jscc", "consistency", "teacher:25", "generative", "finetune"],
        "batches": [1, 32], "repeats": 3, "users": [1, 16, 64], "load_duration": 8, "load_size": "256",
-       "precision": "bf16", "compile": True, "eval_reserve_s": 75,
+       "precision": "bf16", "compile": True, "eval_reserve_s": 75, "latency_cap_s": 120, "load_cap_s": 150,
        "training": {"batch_size": 64, "groups_per_batch": 4, "lr": 0.0002, "min_lr": 0.00001, "warmup_steps": 50,
                     "val_every": 500, "threads": 0}}
 DRY_RUN = {"device": "cpu", "eval_limit": 1, "eval": ["--channel", "awgn", "--snr", "10", "--cbr", "1/48"],
            "modes": ["jscc", "consistency", "teacher:2", "generative", "finetune"],
            "batches": [1, 2], "repeats": 1, "users": [1, 2], "load_duration": 1, "load_size": "full",
-           "precision": None, "compile": False, "eval_reserve_s": 30, "crop": (64, 64),
+           "precision": None, "compile": False, "eval_reserve_s": 30, "latency_cap_s": 300, "load_cap_s": 300,
+           "crop": (64, 64),
            "training": {"crop": 64, "batch_size": 4, "groups_per_batch": 2, "val_images": 2, "val_every": 1000,
                         "warmup_steps": 5, "steps": 1000, "threads": 2}}
-"""The campaign's settings on the GPU and in the CPU dry run (``crop``: the dry run's images,
-center crops of the Kodak ones, height x width)."""
+"""The campaign's settings on the GPU and in the CPU dry run (``*_cap_s``: the most a measurement
+may take; ``crop``: the dry run's images, center crops of the Kodak ones, height x width)."""
 
 
 def python_executable() -> str:
@@ -242,7 +243,8 @@ def decode_latency(c: Campaign, settings: dict, image: Path) -> list[dict]:
     output = c.out / "decode_latency.json"
     c.call([python_executable(), "-m", "benchmarks.decode_latency", "--device", settings["device"], "--image",
             str(image), "--modes", *settings["modes"], "--snr", "10", "--batch", *map(str, settings["batches"]),
-            "--repeats", str(settings["repeats"]), "--out", str(output)], c.left() - 60)
+            "--repeats", str(settings["repeats"]), "--out", str(output)],
+           min(settings["latency_cap_s"], c.left() - 60))
     return json.loads(output.read_text())
 
 
@@ -250,7 +252,8 @@ def load_bench(c: Campaign, settings: dict, image: Path) -> list[dict]:
     output = c.out / "load.json"
     c.call([python_executable(), "-m", "semcom_cli.entry", "bench", "load", "--users", *map(str, settings["users"]),
             "--duration", str(settings["load_duration"]), "--image", str(image), "--size", settings["load_size"],
-            "--out", str(output)], c.left() - 60, env={"SEMCOM_DEVICE": settings["device"]})
+            "--out", str(output)], min(settings["load_cap_s"], c.left() - 60),
+           env={"SEMCOM_DEVICE": settings["device"]})
     return json.loads(output.read_text())
 
 

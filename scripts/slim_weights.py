@@ -69,8 +69,9 @@ def slim(weights: Path, out: Path) -> list[tuple[str, int, int]]:
             count = follow_base(model, originals[base].state_dict(),
                                 load_model(out / f"{base}.safetensors").state_dict(), prefix)
             print(f"{stem}: {count} tensors follow {base}")
+        storage_note = f"{str(storage).removeprefix('torch.')} (scripts/slim_weights.py)"
         provenance = {**metadata.get("provenance", {}),
-                      "storage": f"{str(storage).removeprefix('torch.')} (scripts/slim_weights.py)" + (f", derived from {base}" if base else "")}
+                      "storage": storage_note + (f", derived from {base}" if base else "")}
         save_model(model, out / f"{stem}.safetensors", provenance, storage,
                    base=out / f"{base}.safetensors" if base else None, base_prefix=prefix)
         rows.append((stem, source.stat().st_size, (out / f"{stem}.safetensors").stat().st_size))

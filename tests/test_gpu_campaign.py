@@ -42,10 +42,11 @@ def carry(tmp_path_factory):
     return folder
 
 
+@pytest.mark.timeout(900)
 def test_dry_run_writes_every_figure_in_at_most_8_files(carry, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(["bash", "scripts/gpu_campaign.sh", "--dry-run", "--carry", str(carry), "--out", str(out)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=400,
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=800,
                             env={**os.environ, "PYTHON": sys.executable})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
@@ -70,8 +71,11 @@ def test_dry_run_writes_every_figure_in_at_most_8_files(carry, tmp_path):
 
 def test_plan_counts_the_tree_and_refuses_a_bundle_over_the_limit(monkeypatch, tmp_path, capsys):
     assert 0 < gpu_campaign.tree_bytes() < gpu_campaign.BUNDLE_LIMIT
-    monkeypatch.setattr(gpu_campaign, "download_wheels", lambda folder: (folder.mkdir(parents=True, exist_ok=True),
-                                                                         (folder / "big.whl").write_bytes(b"0" * 2**20)))
+    def download_wheels(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "big.whl").write_bytes(b"0" * 2**20)
+
+    monkeypatch.setattr(gpu_campaign, "download_wheels", download_wheels)
     monkeypatch.setattr(gpu_campaign, "BUNDLE_LIMIT", gpu_campaign.tree_bytes())
     bsds, kodak = tmp_path / "bsds", tmp_path / "kodak"
     for split in ("train", "val"):

@@ -127,7 +127,8 @@ def save_model(
         base_state = load_model(base).state_dict()
         metadata.update(base=Path(os.path.relpath(Path(base).resolve(), path.parent.resolve())).as_posix(),
                         base_prefix=base_prefix, base_sha256=state_checksum(base_state))
-        state = {name: tensor for name, tensor in state.items() if not _equals_base(name, tensor, base_state, base_prefix)}
+        state = {name: tensor for name, tensor in state.items()
+                 if not _equals_base(name, tensor, base_state, base_prefix)}
     tensors, int8_names = {}, []
     float16_modules = tuple(f"{module}." for module in getattr(model, "FLOAT16_MODULES", ()))
     for name, tensor in state.items():
