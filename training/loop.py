@@ -338,9 +338,11 @@ class TrainingRun:
             return []
         return list(csv.DictReader(self.log_path.open()))
 
-    def export(self, model: nn.Module, script: str, dtype: str | None = None, **extra) -> None:
-        """Rank 0 writes ``model`` to ``output`` (floats as ``dtype``, default the config's
-        ``weights_dtype`` or float16) with the run's provenance, and prints one JSON line."""
+    def export(self, model: nn.Module, script: str, base: str | None = None, base_prefix: str = "", **extra) -> None:
+        """Rank 0 writes ``model`` to ``output`` (floats as the config's ``weights_dtype``:
+        float16 by default, or int8) with the run's provenance, and prints one JSON line. With
+        ``base`` (a weights file), a derived file: only what differs from the base is stored
+        (:func:`shared.models.io.save_model`)."""
         if not self.is_main:
             return
         from shared.models.io import save_model
@@ -348,7 +350,8 @@ class TrainingRun:
         provenance = {"script": script, "config": self.cfg, "steps": self.step, "minutes": round(self.elapsed / 60, 1),
                       "device": self.device, "world_size": self.world_size, "precision": self.precision,
                       "replica_spread": getattr(self, "replica_spread", 0.0), "torch": torch.__version__, **extra}
-        save_model(model, self.cfg["output"], provenance, getattr(torch, dtype or self.cfg.get("weights_dtype", "float16")))
+        save_model(model, self.cfg["output"], provenance, getattr(torch, self.cfg.get("weights_dtype", "float16")),
+                   base=base, base_prefix=base_prefix)
         print(json.dumps({"saved": self.cfg["output"], "steps": self.step, **extra}))
 
     def close(self) -> None:

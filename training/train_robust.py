@@ -99,7 +99,7 @@ def main(argv=None) -> None:
 
     model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images, level, steps))
     final = validate(model, run.val_images, level, steps) if run.is_main else {}
-    run.export(model, "training/train_robust.py", validation=final, validation_before=before)
+    run.export(model, "training/train_robust.py", base=cfg["init_from"], validation=final, validation_before=before)
     run.close()
 
 

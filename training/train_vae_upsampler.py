@@ -138,7 +138,8 @@ def main(argv=None) -> None:
 
     model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images))
     final = validate(model, run.val_images) if run.is_main else {}
-    run.export(model, "training/train_vae_upsampler.py", validation=final, baseline_validation=reference)
+    run.export(model, "training/train_vae_upsampler.py", base=cfg["base_weights"], base_prefix="base.",
+               validation=final, baseline_validation=reference)
     run.close()
 
 
