@@ -33,7 +33,7 @@ def carry(tmp_path_factory):
     photos = folder / "photos"
     for split, count in (("train", 4), ("val", 2)):
         for i in range(count):
-            save_png(photos / split / f"{i}.png", 96, 128, seed=10 * i + len(split))
+            save_png(photos / split / f"{i}.png", 160, 192, seed=10 * i + len(split))  # >= 2 crops (val)
     with tarfile.open(folder / "bsds500.tar", "w") as tar:
         for split in ("train", "val"):
             tar.add(photos / split, arcname=split)
