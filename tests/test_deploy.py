@@ -274,3 +274,37 @@ def test_kubernetes_indexed_job_runs_every_shard_of_one_sweep():
     pattern = Path(argv[3])  # the shell's glob over the shards' folders
     assert argv[:3] == ["semcom", "eval", "merge"] and len(argv) == 6 and argv[4] == "--out"
     assert all(out.parent == pattern.parent and fnmatch.fnmatch(out.name, pattern.name) for out in outs)
+
+
+def test_swarm_stack_files_keep_the_services_and_drop_what_swarm_rejects(tmp_path):
+    """scripts/swarm_stack.py + docker-compose.swarm.yml: the stack `docker stack deploy` takes
+    (checked by `docker stack config` where the docker CLI is installed)."""
+    yaml = pytest.importorskip("yaml")
+    out = tmp_path / "stack.yml"
+    subprocess.run([sys.executable, "scripts/swarm_stack.py", "docker-compose.yml", "docker-compose.local.yml",
+                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=60)
+    base, local = (yaml.safe_load((tmp_path / f"stack.{i}.yml").read_text()) for i in (0, 1))
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "name" not in base and not any(key.startswith("x-") for key in base)
+    assert set(base["services"]) == set(compose["services"])
+    for name, service in base["services"].items():
+        assert not {"build", "restart", "depends_on", "profiles"} & set(service), name
+        assert service["image"] == compose["services"][name]["image"]
+        assert service.get("environment") == compose["services"][name].get("environment")
+        assert service.get("healthcheck") == compose["services"][name].get("healthcheck")
+    assert local["services"]["grafana"] == {"deploy": {"replicas": 0}}  # profile "grafana": off, as in compose
+    assert all(Path(v.partition(":")[0]).is_absolute() for v in base["services"]["prometheus"]["volumes"])
+    swarm = yaml.safe_load((ROOT / "docker-compose.swarm.yml").read_text())
+    assert set(swarm["services"]) <= set(compose["services"])
+    receiver = swarm["services"]["receiver"]["deploy"]
+    assert receiver["endpoint_mode"] == "dnsrr"  # `receiver` resolves to every task: the emulator's round robin
+    assert receiver["update_config"]["order"] == "start-first"
+    if shutil.which("docker"):
+        config = subprocess.run(["docker", "stack", "config", "-c", str(tmp_path / "stack.0.yml"), "-c",
+                                 str(tmp_path / "stack.1.yml"), "-c", str(ROOT / "docker-compose.swarm.yml")],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        if "unknown command" not in config.stderr:  # docker CLIs before 20.10 have no `stack config`
+            assert config.returncode == 0, config.stderr
+            merged = yaml.safe_load(config.stdout)["services"]
+            assert merged["receiver"]["deploy"]["endpoint_mode"] == "dnsrr"
+            assert merged["channel_emulator"]["networks"]["default"]["aliases"] == ["channel-emulator"]
