@@ -85,6 +85,12 @@ def running_tasks(service: str) -> list[str]:
     return ids
 
 
+def three_receivers() -> list[str] | None:
+    """The receiver tasks' container ids once three are healthy, else None."""
+    ids = running_tasks("receiver")
+    return ids if len(ids) == 3 else None
+
+
 def receiver_metric(cid: str, name: str) -> float:
     """One receiver task's own /metrics value of ``name{service="receiver"...}`` (summed)."""
     text = run(["docker", "exec", cid, "python", "-c", "import urllib.request as u; "
@@ -212,8 +218,7 @@ def test_kodak_through_the_swarm_and_three_receivers_serve(swarm):
     assert asyncio.run(send(images)) == ["OK"] * len(images)
     FIGURES["kodak_stream"] = {"images": len(images), "wall_s": round(time.perf_counter() - start, 1)}
     timed("scale_to_3_s", ["docker", "service", "scale", "--detach=false", f"{STACK}_receiver=3"], timeout=900)
-    receivers = wait_for(lambda: (ids := running_tasks("receiver")) if len(ids) == 3 else None, 300,
-                         what="three healthy receivers")
+    receivers = wait_for(three_receivers, 300, what="three healthy receivers")
     before = {cid: receiver_metric(cid, "semcom_images_total") for cid in receivers}
     crop = crop_png(sorted(IMAGES.glob("*.png"))[0])
     streams = 0
@@ -245,8 +250,7 @@ def test_rolling_update_of_the_receivers_under_load(swarm):
 
 def test_killed_receiver_task_under_load(swarm):
     crop = crop_png(sorted(IMAGES.glob("*.png"))[0])
-    receivers = wait_for(lambda: (ids := running_tasks("receiver")) if len(ids) == 3 else None, 300,
-                         what="three healthy receivers")
+    receivers = wait_for(three_receivers, 300, what="three healthy receivers")
     with Load(crop, users=3) as load:
         victim = wait_for(lambda: next((c for c in receivers if receiver_metric(c, "semcom_in_flight_requests") > 0),
                                        None), 120, every=0.5, what="a receiver with requests in flight")
