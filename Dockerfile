@@ -67,6 +67,10 @@ COPY transmitter/ transmitter/
 COPY channel_emulator/ channel_emulator/
 COPY receiver/ receiver/
 COPY weights/ weights/
+# semcom eval in the image (a Kubernetes Indexed Job, deploy/kubernetes/eval/) lists images
+# with training.data; samples/ is the default image set of semcom demo and semcom eval.
+COPY training/ training/
+COPY samples/ samples/
 # Editable, so shared.config's REPO_ROOT is /app and the default weights path holds.
 # --no-build-isolation: setuptools comes from the venv, nothing is fetched here.
 RUN pip install --no-deps --no-build-isolation -e . \

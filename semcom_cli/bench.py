@@ -28,7 +28,7 @@ import grpc
 from PIL import Image
 
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-from shared.config import load_config
+from shared.config import SAMPLE_IMAGES, load_config
 from shared.rpc import insecure_channel, status_code
 
 from .client import SendOptions
@@ -188,8 +188,8 @@ def add_parser(sub) -> None:
     load.add_argument("--users", type=int, nargs="+", default=[1, 4, 16, 64], help="user counts (default 1 4 16 64)")
     load.add_argument("--duration", type=float, default=20.0, help="seconds per run (default 20)")
     load.add_argument("--mode", default="jscc", help="decoder mode (default jscc)")
-    load.add_argument("--image", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/kodak/kodim23.png",
-                      help="source image (default Kodak kodim23)")
+    load.add_argument("--image", type=Path, default=SAMPLE_IMAGES / "kodim23.png",
+                      help="source image (default the shipped sample samples/kodim23.png, Kodak's kodim23)")
     load.add_argument("--size", default="256", help="centre crop side in pixels, or 'full' (default 256)")
     load.add_argument("--channel", default="awgn")
     load.add_argument("--snr", type=float, default=10.0)

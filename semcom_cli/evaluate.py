@@ -52,6 +52,15 @@ the CLEAN original:
                  from the CBR. Only adaptive (jscc mode) and adaptive-robust have a gradient.
   noise:SNR      Gaussian input noise at this image SNR (dB), any system
 The perturbation is drawn from (seed, image, SNR, channel, spec), so a resumed run redraws it.
+
+Sharded runs (a cluster's array job): --shard K/N runs the K-th of N disjoint parts of the grid
+into its own --out (results.csv and shard.json; no summary), and
+  semcom eval merge DIR1 DIR2 ... --out DIR
+joins the N folders into the summary.md, plots and grid.png a single run writes (the same
+code writes them; rows in the single run's order). See semcom_cli/eval_shards.py.
+
+--data defaults to ../shared/data/kodak beside the checkout (the 24 Kodak images) and, where
+that folder is absent, to the three Kodak photos shipped in samples/ (with a note).
 """
 
 from __future__ import annotations
@@ -61,6 +70,8 @@ import csv
 import datetime
 import os
 import platform
+import shlex
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -71,8 +82,8 @@ from tqdm import tqdm
 from shared.channel import CHANNEL_KINDS, ChannelSpec
 from shared.codec import parse_cbr
 from shared.diffusion.modes import parse_mode
-from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, FINETUNE_WEIGHTS, GENERATIVE_WEIGHTS,
-                           RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS, TEACHER_WEIGHTS, load_config)
+from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, FINETUNE_WEIGHTS, GENERATIVE_WEIGHTS, KODAK_IMAGES,
+                           RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS, SAMPLE_IMAGES, TEACHER_WEIGHTS, load_config)
 from shared.evaluation import (System, capacity_system, channel_seed, deepjscc_system, perturbed_system,
                                rate_adaptive_attack_forward, rate_adaptive_system, separation_system)
 from shared.config import VAE_UPSAMPLER_WEIGHTS
@@ -81,13 +92,12 @@ from shared.perturbation import parse_perturbation
 from shared.imageio import load_image_file
 from shared.quality import ms_ssim, psnr
 
-from . import argtypes
+from . import argtypes, eval_shards
 
 FIELDS = ("system", "channel", "cbr", "snr_db", "image", "achieved_cbr", "psnr", "ms_ssim", "info")
 SYSTEMS = ("adaptive", "deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity", "adaptive-robust",
            "deepjscc-vae")
 ADAPTER_SYSTEM = "adaptive+adapter"
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
 def base_system_names(args) -> list[str]:
@@ -209,14 +219,40 @@ def row_key(row: dict) -> tuple:
     return row["system"], row["channel"], row["cbr"], float(row["snr_db"]), row["image"]
 
 
-def evaluate(args, systems: dict[str, System], files: list[Path], out: Path) -> list[dict]:
-    """Run every missing measurement, appending rows to results.csv as they complete."""
+def setting_key(setting: tuple) -> tuple:
+    """The :func:`row_key` of a (file, kind, CBR, SNR, system) setting's row."""
+    file, kind, cbr, snr, name = setting
+    return name, kind, str(cbr), float(snr), file.name
+
+
+def grid_settings(args, systems: dict[str, System], files: list[Path]) -> list[tuple]:
+    """Every measurement of the run as (file, channel kind, CBR, SNR, system), in the order a
+    single run makes them (a fixed-rate system only at its own CBRs)."""
+    return [(f, kind, cbr, snr, name) for f in files for kind in args.channel for cbr in args.cbr
+            for snr in args.snr for name in systems if serves(systems[name], cbr)]
+
+
+def grid_order(args, image_names: list[str]) -> dict[tuple, int]:
+    """Each row key (:func:`row_key`) of the run's grid -> its position in the measuring order
+    of :func:`grid_settings`."""
+    keys = [(name, kind, str(cbr), float(snr), image) for image in image_names for kind in args.channel
+            for cbr in args.cbr for snr in args.snr for name in system_names(args)]
+    return {key: position for position, key in enumerate(keys)}
+
+
+def in_grid_order(rows: list[dict], args, image_names: list[str]) -> list[dict]:
+    """The rows of this run's grid (a resumed results.csv may hold others), in measuring order."""
+    order = grid_order(args, image_names)
+    return sorted((row for row in rows if row_key(row) in order), key=lambda row: order[row_key(row)])
+
+
+def evaluate(args, systems: dict[str, System], settings: list[tuple], out: Path) -> list[dict]:
+    """Run every measurement of ``settings`` (:func:`grid_settings`) missing from results.csv,
+    appending rows to it as they complete."""
     path = out / "results.csv"
     rows = read_done(path)
     done = {row_key(row) for row in rows}
-    settings = [(f, kind, cbr, snr, name) for f in files for kind in args.channel for cbr in args.cbr
-                for snr in args.snr for name in systems if serves(systems[name], cbr)]
-    todo = [s for s in settings if (s[4], s[1], str(s[2]), float(s[3]), s[0].name) not in done]
+    todo = [s for s in settings if setting_key(s) not in done]
     new_file = not path.is_file()
     with path.open("a", newline="") as f, tqdm(total=len(settings), initial=len(settings) - len(todo),
                                                desc="eval", unit="run") as bar:
@@ -318,17 +354,45 @@ def grid(args, systems: dict[str, System], file: Path, path: Path) -> None:
     canvas.save(path)
 
 
+def prepare_grid(args) -> None:
+    """Parse the grid's options in place: CBRs to fractions, modes and perturbations to their
+    canonical labels (``ValueError`` for a bad one)."""
+    args.cbr = [parse_cbr(text) for text in args.cbr]
+    args.modes = [str(parse_mode(mode)) for mode in args.modes]
+    args.perturb = [parse_perturbation(spec) for spec in args.perturb]
+
+
+def default_data(args) -> None:
+    """``--data`` left out: the Kodak set beside the checkout, else the shipped samples (noted)."""
+    if args.data is None:
+        args.data = str(KODAK_IMAGES if KODAK_IMAGES.is_dir() else SAMPLE_IMAGES)
+        if not KODAK_IMAGES.is_dir():
+            print(f"semcom eval: note: {KODAK_IMAGES} is absent: evaluating the {SAMPLE_IMAGES.name}/ photos shipped "
+                  f"in the repository (three Kodak images); pass --data DIR for another set", file=sys.stderr)
+
+
+def report(args, rows: list[dict], n_images: int, notes: list[str], out: Path) -> None:
+    """summary.md and the two metric-versus-SNR plots of ``rows`` (in grid order) into ``out``;
+    the summary is printed too. A single run and a merge of shards both write through here."""
+    text = summary(rows, args, n_images, args.command_line)
+    if notes:
+        text += "\n" + "".join(f"- {note}\n" for note in notes)
+    (out / "summary.md").write_text(text)
+    plot(rows, args, "psnr", "PSNR (dB)", out / "psnr_vs_snr.png")
+    plot(rows, args, "ms_ssim", "MS-SSIM", out / "msssim_vs_snr.png")
+    print(text, end="")
+
+
 def run_eval(args) -> int:
     from training.data import list_images
 
+    default_data(args)
     try:
-        args.cbr = [parse_cbr(text) for text in args.cbr]
+        prepare_grid(args)
         files = list_images(args.data)[: args.limit]
         for kind in args.channel:
             channel_spec(args, kind, args.snr[0], 0)
         device = load_config(device=args.device).resolve_device()
-        args.modes = [str(parse_mode(mode)) for mode in args.modes]
-        args.perturb = [parse_perturbation(spec) for spec in args.perturb]
         if args.adapt and "adaptive" not in args.systems:
             raise ValueError("--adapt adds adaptive+adapter next to adaptive: add adaptive to --systems")
         systems = build_systems(args, device)
@@ -345,18 +409,48 @@ def run_eval(args) -> int:
         print(f"semcom eval: note: {note}", file=sys.stderr)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    rows = evaluate(args, systems, files, out)
-    wanted = {(n, k, str(c), float(s), f.name) for f in files for k in args.channel for c in args.cbr
-              for s in args.snr for n in system_names(args)}
-    rows = [row for row in rows if row_key(row) in wanted]
-    text = summary(rows, args, len(files), args.command_line)
-    if skipped:
-        text += "\n" + "".join(f"- {note}\n" for note in skipped)
-    (out / "summary.md").write_text(text)
-    plot(rows, args, "psnr", "PSNR (dB)", out / "psnr_vs_snr.png")
-    plot(rows, args, "ms_ssim", "MS-SSIM", out / "msssim_vs_snr.png")
-    grid(args, systems, files[0], out / "grid.png")
-    print(text, end="")
+    settings = grid_settings(args, systems, files)
+    mine = args.shard.select(settings) if args.shard else settings
+    keys = {setting_key(setting) for setting in mine}
+    rows = [row for row in evaluate(args, systems, mine, out) if row_key(row) in keys]
+    rows = in_grid_order(rows, args, [f.name for f in files])
+    if not args.shard or args.shard.index == 1:
+        grid(args, systems, files[0], out / "grid.png")
+    if args.shard:
+        eval_shards.write_manifest(out, args.shard, args.command_line, args.data, [f.name for f in files],
+                                   len(settings), skipped)
+        print(f"semcom eval: shard {args.shard}: {len(rows)} of the grid's {len(settings)} measurements in "
+              f"{out / 'results.csv'}; join the shards with `semcom eval merge DIR... --out DIR`", file=sys.stderr)
+        return 0
+    report(args, rows, len(files), skipped, out)
+    return 0
+
+
+def run_merge(args) -> int:
+    """`semcom eval merge`: the shards' rows into one results.csv, summary.md and plots."""
+    try:
+        manifests = eval_shards.read_manifests(args.shards)
+        first = manifests[0]
+        parser = argparse.ArgumentParser(prog="semcom", add_help=False)
+        add_parser(parser.add_subparsers())
+        run = parser.parse_args(["eval", *first["argv"]])
+        prepare_grid(run)
+        run.data, run.command_line = first["data"], shlex.join(["semcom", "eval", *first["argv"], "--out", str(args.out)])
+        parts = [in_grid_order(read_done(m["folder"] / "results.csv"), run, first["images"]) for m in manifests]
+        rows = in_grid_order(eval_shards.merged_rows(manifests, parts, row_key), run, first["images"])
+    except ValueError as exc:
+        print(f"semcom eval merge: {exc}", file=sys.stderr)
+        return 2
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    grid_png = next(m["folder"] for m in manifests if m["shard"][0] == 1) / "grid.png"
+    if grid_png.is_file():
+        shutil.copyfile(grid_png, out / "grid.png")
+    report(run, rows, len(first["images"]), first["notes"], out)
     return 0
 
 
@@ -365,7 +459,8 @@ def add_parser(sub) -> None:
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog="example:\n  semcom eval --data ../shared/data/kodak --channel awgn rayleigh "
                                    "--snr 0 5 10 15 20 --cbr 1/24 1/48 --out runs/eval")
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help=f"image folder (default {DEFAULT_DATA})")
+    parser.add_argument("--data", help=f"image folder (default {KODAK_IMAGES}; where absent, the shipped "
+                                       f"samples {SAMPLE_IMAGES})")
     parser.add_argument("--channel", nargs="+", choices=CHANNEL_KINDS, default=["awgn"], help="channel kinds")
     parser.add_argument("--snr", type=argtypes.finite, nargs="+", default=[0.0, 5.0, 10.0, 15.0, 20.0],
                         help="SNRs in dB (default 0 5 10 15 20)")
@@ -402,4 +497,18 @@ def add_parser(sub) -> None:
     parser.add_argument("--generative-weights", default=str(GENERATIVE_WEIGHTS), help="generative image decoder weights")
     parser.add_argument("--finetune-weights", default=str(FINETUNE_WEIGHTS), help="semantic fine-tuning module weights")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
+    parser.add_argument("--shard", type=eval_shards.parse_shard, metavar="K/N",
+                        help="run only the K-th of N disjoint parts of the grid (1 <= K <= N; same seeded draws), "
+                             "into --out; join the N folders with `semcom eval merge`")
     parser.set_defaults(func=run_eval)
+    merge_sub = parser.add_subparsers(dest="eval_command", metavar="merge")
+    merge = merge_sub.add_parser("merge", help="join the folders of `semcom eval --shard K/N` runs",
+                                 description="Join the N shard folders of one sharded `semcom eval` into the "
+                                             "results.csv, summary.md, plots and grid.png a single run writes.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  for k in 1 2 3; do semcom eval --limit 4 --shard $k/3 --out "
+                                        "runs/eval_$k; done\n  semcom eval merge runs/eval_1 runs/eval_2 runs/eval_3 "
+                                        "--out runs/eval")
+    merge.add_argument("shards", nargs="+", type=Path, metavar="DIR", help="the shards' --out folders, all N of them")
+    merge.add_argument("--out", type=Path, required=True, help="folder of the merged results")
+    merge.set_defaults(func=run_merge)

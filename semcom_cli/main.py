@@ -7,7 +7,7 @@ reconstruction comes back with quality figures and per-stage latencies.
 Start here:
   semcom up                                   # run the three services (Ctrl-C stops them)
   semcom send photo.png --channel rayleigh --snr 5 --out rx/
-  semcom demo                                 # up + send the Kodak set at a few SNRs + down
+  semcom demo                                 # up + send the sample photos at a few SNRs + down
 
 Settings (ports, weights, workers, limits) come from SEMCOM_* environment variables,
 e.g. SEMCOM_TRANSMITTER_PORT=60051; see shared/config.py for the full list.
@@ -32,7 +32,7 @@ from shared.channel import CHANNEL_KINDS
 from shared.channel.mimo import MIMO_SCHEMES
 from shared.channel.models import CSI_MODES
 from shared.channel.tdl import TDL_MODELS
-from shared.config import REPO_ROOT, load_config
+from shared.config import SAMPLE_IMAGES, load_config
 from shared.messages import DECODER_MODES
 
 from . import adapt, argtypes, bench, channel_stats, evaluate
@@ -42,7 +42,6 @@ from .launcher import ServiceProcesses
 
 STAGES = ("decode_input", "encode", "channel", "equalize", "denoise", "decode", "generate", "end_to_end")
 MODE_STAGES = ("denoise", "generate")  # shown only when a decoder mode spent time in them
-DEFAULT_DEMO_IMAGES = REPO_ROOT.parent / "shared" / "data" / "kodak"
 
 
 def result_record(path: Path, result: pb.ImageResult, options: SendOptions, output: Path | None) -> dict:
@@ -261,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start the services, send a folder at several SNRs, stop",
                           description="The main job on built-in defaults: shipped weights, all three services "
-                                      "locally, the Kodak images over AWGN and Rayleigh.")
-    demo.add_argument("--images", default=str(DEFAULT_DEMO_IMAGES), help=f"folder of images (default {DEFAULT_DEMO_IMAGES})")
+                                      "locally, the shipped sample photos (three Kodak images, samples/) over AWGN "
+                                      "and Rayleigh. The full Kodak set: --images ../shared/data/kodak")
+    demo.add_argument("--images", default=str(SAMPLE_IMAGES), help=f"folder of images (default {SAMPLE_IMAGES})")
     demo.add_argument("--channel", nargs="+", default=["awgn", "rayleigh"], choices=CHANNEL_KINDS)
     demo.add_argument("--snr", nargs="+", type=argtypes.finite, default=[1.0, 10.0, 20.0], help="SNRs in dB (default 1 10 20)")
     demo.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio (default 1/24)")

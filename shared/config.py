@@ -23,6 +23,8 @@ GENERATIVE_WEIGHTS = REPO_ROOT / "weights" / "generative_decoder.safetensors"
 VAE_UPSAMPLER_WEIGHTS = tuple(REPO_ROOT / "weights" / f"vae_upsampler_x{r}.safetensors" for r in (2, 4))  # baseline + F_d/F_u
 FINETUNE_WEIGHTS = REPO_ROOT / "weights" / "semantic_finetune.safetensors"
 DEFAULT_WEIGHTS = RATE_ADAPTIVE_WEIGHTS  # the codec the services serve unless SEMCOM_WEIGHTS says otherwise
+SAMPLE_IMAGES = REPO_ROOT / "samples"  # three Kodak photos shipped in the repository (samples/README.md)
+KODAK_IMAGES = REPO_ROOT.parent / "shared" / "data" / "kodak"  # the full evaluation set, beside a checkout
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,21 @@ def test_bench_load_loses_nothing(tiny_weights, tmp_path, capsys, monkeypatch):
         assert report["sent"] == report["answered"] == report["statuses"]["OK"] > 0
         assert report["throughput"] > 0 and report["p50_ms"] <= report["p99_ms"]
     assert "MU-GSC / sequential throughput" in capsys.readouterr().out
+
+
+def test_demo_sends_the_shipped_samples(tiny_weights, tmp_path, monkeypatch, capsys):
+    """`semcom demo` without --images: the photos in samples/ through the three services (a fresh clone's first run)."""
+    from shared.config import SAMPLE_IMAGES
+
+    for name in ("TRANSMITTER_PORT", "CHANNEL_PORT", "RECEIVER_PORT",
+                 "TRANSMITTER_METRICS_PORT", "CHANNEL_METRICS_PORT", "RECEIVER_METRICS_PORT"):
+        monkeypatch.setenv(f"SEMCOM_{name}", str(free_port()))
+    monkeypatch.setenv("SEMCOM_WEIGHTS", str(tiny_weights))
+    monkeypatch.setenv("SEMCOM_DEVICE", "cpu")
+    monkeypatch.setenv("SEMCOM_BIND_HOST", "127.0.0.1")
+    samples = sorted(SAMPLE_IMAGES.glob("*.png"))
+    assert len(samples) >= 2 and sum(p.stat().st_size for p in samples) <= 3_000_000
+    assert main(["demo", "--channel", "awgn", "--snr", "10", "--out", str(tmp_path)]) == 0
+    summary_line = capsys.readouterr().out.splitlines()[-3].split()
+    assert summary_line[:3] == ["awgn", "10", f"{len(samples)}/{len(samples)}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{p.stem}_awgn_10dB.png" for p in samples]

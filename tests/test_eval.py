@@ -36,3 +36,45 @@ def test_eval_rejects_unserved_cbr(tiny_weights, tmp_path, capsys):
     (tmp_path / "a.png").write_bytes(image_bytes(32, 32))
     assert main(["eval", "--data", str(tmp_path), "--cbr", "1/10", "--weights", str(tiny_weights)]) == 2
     assert "not served" in capsys.readouterr().err
+
+
+def test_eval_shards_merge_to_the_single_run(tiny_weights, tmp_path, capsys):
+    """merge(--shard 1/3, 2/3, 3/3) writes the single run's results.csv, summary.md, plots and grid."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        (data / f"img{i}.png").write_bytes(image_bytes(32, 48, seed=i))
+    grid = ["eval", "--data", str(data), "--channel", "awgn", "rayleigh", "--snr", "0", "10", "--cbr", "1/24",
+            "--systems", "deepjscc", "jpeg-ldpc", "--weights", str(tiny_weights), "--device", "cpu"]
+    assert main([*grid, "--out", str(tmp_path / "run")]) == 0
+    (tmp_path / "run").rename(tmp_path / "single")  # the merge goes where the single run went: same command
+    shards = [tmp_path / f"shard{k}" for k in (1, 2, 3)]
+    for k, folder in enumerate(shards, 1):
+        assert main([*grid, "--shard", f"{k}/3", "--out", str(folder)]) == 0
+        assert not (folder / "summary.md").exists()
+    sizes = [len(list(csv.DictReader((folder / "results.csv").open()))) for folder in shards]
+    assert sizes == [8, 8, 8]  # 3 images x 2 channels x 2 SNRs x 2 systems, disjoint thirds
+    assert main(["eval", "merge", *map(str, shards), "--out", str(tmp_path / "run")]) == 0
+    for name in ("results.csv", "summary.md", "psnr_vs_snr.png", "msssim_vs_snr.png", "grid.png"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+
+
+def test_eval_merge_refuses_incomplete_or_foreign_shards(tiny_weights, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.png").write_bytes(image_bytes(32, 32))
+    grid = ["eval", "--data", str(tmp_path / "data"), "--snr", "5", "10", "--cbr", "1/24",
+            "--weights", str(tiny_weights), "--device", "cpu"]
+    for k in (1, 2):
+        assert main([*grid, "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")]) == 0
+    assert main([*grid, "--snr", "20", "--shard", "2/2", "--out", str(tmp_path / "other")]) == 0
+    capsys.readouterr()
+    assert main(["eval", "merge", str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 2
+    assert "exactly once" in capsys.readouterr().err
+    assert main(["eval", "merge", str(tmp_path / "s1"), str(tmp_path / "other"), "--out", str(tmp_path / "m")]) == 2
+    assert "different runs" in capsys.readouterr().err
+    assert main(["eval", "merge", str(tmp_path / "data"), "--out", str(tmp_path / "m")]) == 2
+    assert "not a shard" in capsys.readouterr().err
+    lines = (tmp_path / "s2" / "results.csv").read_text().splitlines()
+    (tmp_path / "s2" / "results.csv").write_text("\n".join(lines[:-1]) + "\n")  # shard 2 interrupted
+    assert main(["eval", "merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "m")]) == 2
+    assert "1 of the grid's 2" in capsys.readouterr().err
