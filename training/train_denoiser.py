@@ -49,7 +49,7 @@ from shared.models.io import save_model
 from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 from shared.quality import psnr
 from training.loop import TrainingRun, parse_config
-from shared.differentiable_link import channel_batch, send_batch
+from shared.codecs.differentiable_link import channel_batch, send_batch
 from training.train_rate_adaptive import draw_condition
 
 

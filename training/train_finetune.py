@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
-from shared.differentiable_link import round_trip
+from shared.codecs.differentiable_link import round_trip
 from shared.models.io import save_model
 from shared.models.semantic_finetune import PriorExtractor, SemanticFineTuner, SemanticFineTunerConfig
 from shared.quality import psnr

@@ -24,7 +24,7 @@ from shared.models.generative_decoder import SETTING_ETA, SETTINGS, GenerativeDe
 from shared.models.io import save_model
 from shared.quality import ms_ssim, psnr
 from training.loop import TrainingRun, parse_config
-from shared.differentiable_link import round_trip
+from shared.codecs.differentiable_link import round_trip
 from training.train_rate_adaptive import draw_condition
 
 

@@ -33,10 +33,11 @@ from torch.nn.functional import mse_loss
 from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator
-from shared.differentiable_link import round_trip
+from shared.codecs.differentiable_link import round_trip
 from shared.models.io import save_model
 from shared.models.rate_adaptive import RateAdaptiveJSCC
-from shared.perturbation import noiseless_round_trip, pgd_semantic_error
+from shared.codecs.differentiable_link import noiseless_round_trip
+from shared.perturbation import pgd_semantic_error
 from shared.quality import psnr
 from training.loop import TrainingRun, parse_config
 from training.train_rate_adaptive import draw_condition
