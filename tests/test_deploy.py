@@ -77,7 +77,7 @@ def test_prometheus_scrapes_each_service_by_dns(compose):
 def test_dashboard_queries_name_real_metrics():
     from prometheus_client import REGISTRY
 
-    import shared.telemetry  # noqa: F401  (registers the metrics)
+    import shared.serving.telemetry  # noqa: F401  (registers the metrics)
 
     known = {m.name for m in REGISTRY.collect()}
     dash = json.loads((ROOT / "deploy/grafana/dashboards/semcom.json").read_text())
@@ -99,7 +99,7 @@ def test_servers_close_old_connections_and_clients_reconnect():
     """SEMCOM_GRPC_MAX_CONNECTION_AGE_S: calls keep working across the server's GOAWAY."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from shared.rpc import insecure_channel, start_server
+    from shared.serving.rpc import insecure_channel, start_server
 
     async def scenario():
         config = load_config(bind_host="127.0.0.1", grpc_max_connection_age_s=0.3)

@@ -22,7 +22,7 @@ from shared.channel.link import receive, transmit
 from shared.models import DeepJSCC, DeepJSCCConfig
 from shared.models.io import save_model
 from shared.quality import psnr
-from shared.symbols import power_normalize
+from shared.phy.symbols import power_normalize
 from training.loop import TrainingRun, parse_config
 
 

@@ -37,7 +37,7 @@ from shared.codecs.differentiable_link import round_trip
 from shared.models.io import save_model
 from shared.models.rate_adaptive import RateAdaptiveJSCC
 from shared.codecs.differentiable_link import noiseless_round_trip
-from shared.perturbation import pgd_semantic_error
+from shared.eval.perturbation import pgd_semantic_error
 from shared.quality import psnr
 from training.loop import TrainingRun, parse_config
 from training.train_rate_adaptive import draw_condition
