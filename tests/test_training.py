@@ -7,7 +7,7 @@ import json
 from shared.models.io import load_model, read_metadata
 from training.train_baseline import main
 
-from .test_services import image_bytes
+from .serving.test_services import image_bytes
 
 
 def test_train_resume_and_export(tmp_path):
