@@ -27,7 +27,7 @@ inside what is left of ``--deadline`` seconds and logged whether it worked or no
    AWGN and Rayleigh, SNR 1 and 10 dB, CBR 1/48 and 1/24).
 
 It writes at most 8 files to ``--out`` (default ``$OUT``): ``campaign.json`` (every figure),
-``campaign.log``, ``decode_latency.json``, ``load.json``, ``training_log.jsonl`` (or ``.csv``),
+``campaign.log``, ``decode_latency.json``, ``load.json``, ``training_log.csv``,
 ``eval_shipped.csv``, ``eval_new.csv`` and, only when its mean Kodak PSNR beats the shipped
 weights', ``rate_adaptive.safetensors`` (int8, as shipped).
 """
@@ -257,40 +257,26 @@ def load_bench(c: Campaign, settings: dict, image: Path) -> list[dict]:
     return json.loads(output.read_text())
 
 
-def new_training_interface() -> bool:
-    """Whether training.train_rate_adaptive takes the campaign's flags (--init-weights, --run-dir,
-    --output, --train-dirs, --val-dir, --precision, --compile); without them (the scripts before
-    they land) the paths go in the config and training starts from the config's init_from."""
-    help_text = subprocess.run([python_executable(), "-m", "training.train_rate_adaptive", "--help"], cwd=REPO,
-                               capture_output=True, text=True).stdout
-    return "--init-weights" in help_text
-
-
 def train(c: Campaign, settings: dict, photos: Path, work: Path, minutes: float) -> dict:
     budget = min(minutes, (c.left() - settings["eval_reserve_s"] - 45) / 60)
     if budget <= 0:
         raise RuntimeError(f"no time left to train ({c.left():.0f} s before the deadline)")
     paths = {"train_dirs": [str(photos / "train")], "val_dir": str(photos / "val"), "run_dir": str(work / "run"),
              "output": str(work / "rate_adaptive.safetensors")}
-    new_interface = new_training_interface()
-    config = {**json.loads((REPO / "training/configs/rate_adaptive.json").read_text()), **settings["training"],
-              **({} if new_interface else paths)}
+    config = {**json.loads((REPO / "training/configs/rate_adaptive.json").read_text()), **settings["training"]}
     config_path = work / "rate_adaptive_campaign.json"
     config_path.write_text(json.dumps(config, indent=1))
     command = [python_executable(), "-m", "training.train_rate_adaptive", "--config", str(config_path),
                "--device", settings["device"], "--max-minutes", f"{budget:.2f}"]
-    if new_interface:
-        command += ["--init-weights", str(SHIPPED), "--run-dir", paths["run_dir"], "--output", paths["output"],
-                    "--train-dirs", *paths["train_dirs"], "--val-dir", paths["val_dir"]]
-        command += (["--precision", settings["precision"]] if settings["precision"] else [])
-        command += ["--compile"] if settings["compile"] else []
-    else:
-        c.log("training script without --init-weights: it starts from the config's init_from")
+    command += ["--init-weights", str(SHIPPED), "--run-dir", paths["run_dir"], "--output", paths["output"],
+                "--train-dirs", *paths["train_dirs"], "--val-dir", paths["val_dir"]]
+    command += (["--precision", settings["precision"]] if settings["precision"] else [])
+    command += ["--compile"] if settings["compile"] else []
     stdout = c.call(command, budget * 60 + 120)
-    for log in sorted((work / "run").glob("log.*"))[:1]:  # the run's validation log (JSONL or CSV)
-        shutil.copyfile(log, c.out / f"training_log{log.suffix}")
+    if (work / "run" / "log.csv").is_file():  # the run's validation log
+        shutil.copyfile(work / "run" / "log.csv", c.out / "training_log.csv")
     final = json_lines(stdout)
-    return {"minutes_budget": round(budget, 2), "new_interface": new_interface, "command": " ".join(command),
+    return {"minutes_budget": round(budget, 2), "command": " ".join(command),
             "final": final[-1] if final else None}
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from .test_compose_stack import wait_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,17 +67,6 @@ def timed(name: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
     FIGURES[name] = round(time.perf_counter() - start, 1)
     log(f"{name}: {FIGURES[name]} s")
     return proc
-
-
-def wait_for(predicate, timeout: float, every: float = 2.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def running_tasks(service: str) -> list[str]:

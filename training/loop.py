@@ -47,8 +47,9 @@ from tqdm import tqdm
 from shared.channel import make_generator
 from training.data import DeviceCrops, center_crops, list_images
 
-LossFn = Callable[[nn.Module, torch.Tensor], "tuple[torch.Tensor, dict[str, float]]"]
-"""``loss_fn(model, images (B, 3, S, S) in [0, 1]) -> (scalar loss, {term: float})``."""
+LossFn = Callable[[nn.Module, torch.Tensor], "tuple[torch.Tensor, dict]"]
+"""``loss_fn(model, images (B, 3, S, S) in [0, 1]) -> (scalar loss, {term: value})``; a value is a
+number, a label or a detached scalar tensor (read only when logged, so no per-step device sync)."""
 
 DEFAULTS = {"precision": "auto", "channels_last": True, "compile": False, "threads": 0, "grad_clip": 1.0,
             "ema_decay": 0.999, "checkpoint_minutes": 5.0, "find_unused_parameters": False}
@@ -122,6 +123,8 @@ class TrainingRun:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step, self.elapsed, self.budget_spent = 0, 0.0, 0.0
+        self.ema: AveragedModel | None = None  # set by fit(); a loss may read it (the consistency target)
+        self.replica_spread = 0.0  # set by fit(): largest difference of the final weights over ranks
         self._start = time.time()
         self._data: DeviceCrops | None = None
         self._val_images: torch.Tensor | None = None
@@ -208,7 +211,7 @@ class TrainingRun:
         optimizer = torch.optim.Adam(trainable, lr=cfg["lr"])
         ema = AveragedModel(model, multi_avg_fn=_warmed_up_ema(cfg["ema_decay"]), use_buffers=True)
         self._resume(model, optimizer, ema)
-        self.ema = ema  # a loss may read it (the consistency target)
+        self.ema = ema
         if cfg["compile"]:  # after the EMA copy: the EMA validates eagerly
             for child in model.children():
                 child.compile()
@@ -220,7 +223,8 @@ class TrainingRun:
         bar = tqdm(total=cfg["steps"], initial=self.step, desc=f"training {Path(cfg['run_dir']).name}", unit="step",
                    disable=not self.is_main)
         model.train()
-        last_save, window_start, window_steps, window_loss = time.time(), time.time(), 0, 0.0
+        zero = torch.zeros((), device=self.device)
+        last_save, window_start, window_steps, window_loss = time.time(), time.time(), 0, zero
         previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             while True:
@@ -242,18 +246,19 @@ class TrainingRun:
                 ema.update_parameters(model)
                 self.step += 1
                 window_steps += 1
-                window_loss += loss.item()
+                window_loss = window_loss + loss.detach().float()
                 bar.update(1)
                 if self.step % 10 == 0:
-                    bar.set_postfix(loss=f"{window_loss / window_steps:.4f}", lr=f"{lr:.2e}")
+                    bar.set_postfix(loss=f"{window_loss.item() / window_steps:.4f}", lr=f"{lr:.2e}")
                 if self.step % cfg["val_every"] == 0 or save_now:
                     rate = window_steps * cfg["batch_size"] * self.world_size / (time.time() - window_start)
                     if self.step % cfg["val_every"] == 0 and self.is_main:
                         self._log({"step": self.step, "minutes": round(self.elapsed / 60, 2), "lr": lr,
-                                   "loss": round(window_loss / window_steps, 6), **terms, "images_per_s": round(rate, 2),
+                                   "loss": round(window_loss.item() / window_steps, 6), **_figures(terms),
+                                   "images_per_s": round(rate, 2),
                                    **validate(ema.module)})
                     self._save(model, optimizer, ema)
-                    last_save, window_start, window_steps, window_loss = time.time(), time.time(), 0, 0.0
+                    last_save, window_start, window_steps, window_loss = time.time(), time.time(), 0, zero
         except KeyboardInterrupt:
             self._save(model, optimizer, ema)
             bar.close()
@@ -271,8 +276,7 @@ class TrainingRun:
         save request win."""
         if self.world_size == 1:
             return progress, save_now
-        flags = torch.tensor([progress, float(save_now)], dtype=torch.float64,
-                             device=self.device if self.device.startswith("cuda") else "cpu")
+        flags = torch.tensor([progress, float(save_now)], dtype=torch.float64, device=self.device)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         return float(flags[0]), bool(flags[1])
 
@@ -281,7 +285,7 @@ class TrainingRun:
         if self.world_size == 1:
             return 0.0
         checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
-        values = torch.stack([checksum, -checksum]).to(self.device if self.device.startswith("cuda") else "cpu")
+        values = torch.stack([checksum, -checksum]).to(self.device)
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         return float(values[0] + values[1])
 
@@ -349,7 +353,7 @@ class TrainingRun:
 
         provenance = {"script": script, "config": self.cfg, "steps": self.step, "minutes": round(self.elapsed / 60, 1),
                       "device": self.device, "world_size": self.world_size, "precision": self.precision,
-                      "replica_spread": getattr(self, "replica_spread", 0.0), "torch": torch.__version__, **extra}
+                      "replica_spread": self.replica_spread, "torch": torch.__version__, **extra}
         save_model(model, self.cfg["output"], provenance, getattr(torch, self.cfg.get("weights_dtype", "float16")),
                    base=base, base_prefix=base_prefix)
         print(json.dumps({"saved": self.cfg["output"], "steps": self.step, **extra}))
@@ -359,6 +363,11 @@ class TrainingRun:
         if self.world_size > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+def _figures(terms: dict) -> dict:
+    """A loss's terms as log values: tensors read (rounded), numbers rounded, labels kept."""
+    return {k: round(float(v), 6) if isinstance(v, (torch.Tensor, float)) else v for k, v in terms.items()}
 
 
 def _warmed_up_ema(decay: float):

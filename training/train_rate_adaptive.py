@@ -105,7 +105,7 @@ def main(argv=None) -> None:
             out, y_bits, z_bits, _ = round_trip(model, chunk, spec, mean_symbols, g)
             distortion = distortion + torch.nn.functional.mse_loss(out.float(), chunk)
             rate = rate + (y_bits.float() + hyper_rate_weight(cfg, run.step) * z_bits.float()).mean() / pixels
-        terms = {"train_mse": round(distortion.item() / groups, 6), "train_bpp": round(rate.item() / groups, 4)}
+        terms = {"train_mse": distortion.detach() / groups, "train_bpp": rate.detach() / groups}
         return (distortion + cfg["rate_weight"] * rate) / groups, terms
 
     model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images))

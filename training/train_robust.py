@@ -93,8 +93,7 @@ def main(argv=None) -> None:
             spec, mean_symbols = draw_condition(cfg, g)
             reconstruction, change = robust_loss(model, chunk, spec, mean_symbols, level, steps, g)
             distortion, sensitivity = distortion + reconstruction, sensitivity + change
-        terms = {"train_mse": round(distortion.item() / groups, 6),
-                 "train_change_mse": round(sensitivity.item() / groups, 6)}
+        terms = {"train_mse": distortion.detach() / groups, "train_change_mse": sensitivity.detach() / groups}
         return (distortion + cfg["sensitivity_weight"] * sensitivity) / groups, terms
 
     model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images, level, steps))

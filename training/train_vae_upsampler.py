@@ -122,7 +122,7 @@ def main(argv=None) -> None:
     channel_cfg = {**cfg, "model": {"trained_symbols_per_token": list(model.config.trained_symbols_per_token)}}
 
     def loss_fn(model: VAEUpsamplerJSCC, images: torch.Tensor):
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         loss = 0.0
         for chunk in images.split(group_size):
             spec, _ = draw_spec(channel_cfg, g)  # the channel; the rate is fixed
@@ -133,8 +133,8 @@ def main(argv=None) -> None:
                                 cfg["kl_weight"], cfg["guidance_weight"], g)
             loss = loss + terms["loss"] / groups
             for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + value.item() / groups
-        return loss, {f"train_{k}": round(v, 6) for k, v in totals.items()}
+                totals[name] = totals.get(name, 0.0) + value.detach() / groups
+        return loss, {f"train_{k}": v for k, v in totals.items()}
 
     model = run.fit(model, loss_fn, lambda ema: validate(ema, run.val_images))
     final = validate(model, run.val_images) if run.is_main else {}
