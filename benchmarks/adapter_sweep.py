@@ -17,7 +17,7 @@ import random
 import torch
 
 from shared.adaptation import AdaptationOptions, channel_draws, learn_adapter, mean_psnr
-from shared.codec import parse_cbr
+from shared.symbols import parse_cbr
 from shared.config import RATE_ADAPTIVE_WEIGHTS
 from shared.imageio import load_image_file
 from shared.models.io import load_model

@@ -7,7 +7,7 @@ For each mode, SNR and batch size B (``--batch``, default 1), one image (``--ima
 first Kodak image) is encoded once, sent over AWGN, and B copies of it are decoded together
 ``--repeats`` times after a warm-up; the median time per image (the batch's time / B) of the
 receiver's stages (equalization, side information, denoising, JSCC decoding, generation: all of
-:func:`shared.adaptive_codec.decode_adaptive_batch`) is printed with the network evaluations
+:func:`shared.codecs.rate_adaptive.decode_adaptive_batch`) is printed with the network evaluations
 spent, as a markdown table and a JSON line per row (``--out``: all rows as one JSON list). Runs on ``--device`` (CPU here; the same
 command on a GPU). The figures are this machine's: a benchmark, not a test.
 """
@@ -24,14 +24,15 @@ from pathlib import Path
 
 import torch
 
-from shared.adaptive_codec import decode_adaptive_batch, encode_adaptive
+from shared.codecs.rate_adaptive import decode_adaptive_batch, encode_adaptive
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import transmit
-from shared.codec import parse_cbr
+from shared.symbols import parse_cbr
 from shared.config import load_config
 from shared.diffusion.modes import parse_mode
 from shared.imageio import load_image_file
 from shared.models.io import load_model
+from shared.codecs import codec_for
 from shared.service import load_diffusion_decoders
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim01.png"
@@ -54,7 +55,7 @@ def main(argv=None) -> None:
     config = load_config(device=args.device)
     device = config.resolve_device()
     codec = load_model(config.weights, device)
-    decoders = load_diffusion_decoders(config, codec)
+    decoders = load_diffusion_decoders(config, codec_for(codec))
     image = load_image_file(args.image)
     cbr = parse_cbr(args.cbr)
     rows = []

@@ -27,9 +27,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from shared.adaptive_codec import analyse_request
+from shared.codecs.rate_adaptive import analyse_request
 from shared.channel import ChannelSpec
-from shared.codec import parse_cbr
+from shared.symbols import parse_cbr
 from shared.config import RATE_ADAPTIVE_WEIGHTS
 from shared.imageio import load_image_file
 from shared.models.io import load_model

@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from semcom_cli.evaluate import DEFAULT_DATA, FIELDS
 from shared.channel import ChannelSpec
-from shared.codec import parse_cbr
+from shared.symbols import parse_cbr
 from shared.config import BASELINE_WEIGHTS
-from shared.evaluation import channel_seed, deepjscc_system
+from shared.codecs import codec_for
+from shared.evaluation import channel_seed, codec_system
 from shared.imageio import load_image_file
 from shared.models.io import load_model
 from shared.quality import ms_ssim, psnr
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     model = load_model(args.weights)
     k = round(float(cbr) * 3 * model.config.downscale**2)
     model.config = dataclasses.replace(model.config, trained_symbols_per_token=(k,))  # the untrained rate
-    system = deepjscc_system(model)
+    system = codec_system(codec_for(model))
     files = list_images(args.data)[: args.limit]
     args.out.mkdir(parents=True, exist_ok=True)
     settings = [(f, kind, snr) for f in files for kind in args.channel for snr in args.snr]

@@ -13,7 +13,7 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import make_generator
 from shared.channel.link import transmit
-from shared.codec import achieved_cbr
+from shared.symbols import achieved_cbr
 from shared.config import SemcomConfig
 from shared.fairqueue import FairStage
 from shared.messages import channel_spec, transmission_to_wire

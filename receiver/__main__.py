@@ -1,13 +1,13 @@
 """``python -m receiver``: run the receiver service (settings: SEMCOM_* env vars)."""
 
-from shared.service import load_model, load_diffusion_decoders, main
+from shared.service import load_codec, load_diffusion_decoders, main
 
 from .server import ReceiverService, register
 
 
 def build(config):
-    model = load_model(config)
-    service = ReceiverService(config, model, load_diffusion_decoders(config, model))
+    codec = load_codec(config)
+    service = ReceiverService(config, codec, load_diffusion_decoders(config, codec))
     return register(service), service.close
 
 

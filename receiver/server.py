@@ -33,13 +33,11 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import ChannelSpec
 from shared.adaptation import AdapterCache
-from shared.adaptive_codec import DecodedImage, SideInformationLost, decode_adaptive_batch
-from shared.codec import equalize_and_decode_batch
+from shared.codecs import Codec, FrameLost
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
 from shared.diffusion.modes import DecoderMode, DiffusionDecoders, parse_mode
-from shared.messages import channel_spec, transmission_from_wire
-from shared.models import DeepJSCC, RateAdaptiveJSCC
+from shared.messages import channel_spec, frame_header, transmission_from_wire
 from shared.models.latent_adapter import LatentAdapter
 from shared.rpc import code_for_exception, error_result
 from shared.streaming import StreamSession
@@ -52,71 +50,35 @@ SERVICE = "receiver"
 log = logging.getLogger("semcom.receiver")
 
 
-def check_mode(model: DeepJSCC | RateAdaptiveJSCC, decoders: DiffusionDecoders, mode: DecoderMode) -> None:
-    """``NotImplementedError`` unless this receiver can decode ``mode`` (diffusion modes need the
-    rate-adaptive codec and the mode's weights)."""
+def check_mode(codec: Codec, decoders: DiffusionDecoders, mode: DecoderMode) -> None:
+    """``NotImplementedError`` unless this receiver can decode ``mode`` (diffusion modes need a
+    codec serving their stage and the mode's weights)."""
     if not mode.diffusion:
         return
-    if not isinstance(model, RateAdaptiveJSCC):
+    if not codec.decoder_stages:
         raise NotImplementedError(f"decoder mode {mode} is served with the rate-adaptive codec; this receiver "
-                                  "runs the fixed-rate baseline (use mode jscc)")
+                                  f"runs {codec.describe()} (use mode jscc)")
     decoders.model_for(mode)
 
 
-def frame_geometry(model: DeepJSCC | RateAdaptiveJSCC, frame: pb.SymbolFrame) -> int:
-    """Check a frame's layout against the model; returns what frames must share to be decoded
-    in one pass besides mode and grid: the symbols per token of the fixed-rate model, 0 for the
-    rate-adaptive one (any allocations batch together)."""
-    tokens = frame.grid_height * frame.grid_width
-    scale = model.config.downscale
-    if tokens == 0 or not (0 < frame.image_height <= frame.grid_height * scale
-                           and 0 < frame.image_width <= frame.grid_width * scale):
-        raise ValueError(f"image size {frame.image_height}x{frame.image_width} does not fit the "
-                         f"{frame.grid_height}x{frame.grid_width} token grid")
-    if isinstance(model, RateAdaptiveJSCC):
-        cells = model.config.hyper_downscale
-        if frame.grid_height % cells or frame.grid_width % cells:
-            raise ValueError(f"token grid {frame.grid_height}x{frame.grid_width} is not a multiple of {cells}")
-        if frame.token_lengths or not 0 < frame.side_channel_symbols < frame.num_symbols:
-            raise ValueError("frame is not from the rate-adaptive codec this receiver serves "
-                             f"({frame.side_channel_symbols} side-channel symbols of {frame.num_symbols})")
-        return 0
-    if len(frame.token_lengths) != tokens or frame.side_channel_symbols:
-        raise ValueError(f"frame has {len(frame.token_lengths)} token lengths for a {frame.grid_height}x"
-                         f"{frame.grid_width} grid; the fixed-rate model this receiver serves needs one per token")
-    k = frame.token_lengths[0]
-    if any(length != k for length in frame.token_lengths) or k not in model.config.trained_symbols_per_token:
-        raise ValueError(f"token lengths {sorted(set(frame.token_lengths))} are not served by the fixed-rate model")
-    if frame.num_symbols != tokens * k:
-        raise ValueError(f"frame holds {frame.num_symbols} symbols, its tokens need {tokens * k}")
-    return k
-
-
 def reconstruct_batch(
-    model: DeepJSCC | RateAdaptiveJSCC, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec], k: int,
+    codec: Codec, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec],
     decoders: DiffusionDecoders | None = None, adapters: list[LatentAdapter | None] | None = None,
 ) -> list[pb.ImageResult]:
-    """Equalize and decode frames that share a grid, a decoder mode (and, fixed-rate, a rate) in
-    one decoder pass; a rate-adaptive frame whose side information was lost is answered
-    DATA_LOSS. ``adapters``: each frame's latent adapter (``None``: identity; rate-adaptive only)."""
-    frames = [received.frame for received in batch]
-    grid = (frames[0].grid_height, frames[0].grid_width)
-    sizes = [(f.image_height, f.image_width) for f in frames]
+    """Equalize and decode frames that share a grid, a decoder mode and the codec's batch key in
+    one decoder pass; a frame the codec reports lost (e.g. its side information) is answered
+    DATA_LOSS. ``adapters``: each frame's latent adapter (``None``: identity)."""
     latency: dict[str, float] = {}
     transmissions = [transmission_from_wire(r.frame.symbols, r.frame.num_symbols, r.state, spec)
                      for r, spec in zip(batch, specs)]
     timer = lambda stage: timed(SERVICE, stage, latency)  # noqa: E731
-    if isinstance(model, RateAdaptiveJSCC):
-        jscc = [f.num_symbols - f.side_channel_symbols for f in frames]
-        outcomes = decode_adaptive_batch(model, transmissions, specs, jscc, grid, sizes, stage_timer=timer,
-                                         mode=parse_mode(frames[0].mode), decoders=decoders, adapters=adapters)
-    else:
-        outcomes = [DecodedImage(image, 0)
-                    for image in equalize_and_decode_batch(model, transmissions, specs, k, grid, sizes, stage_timer=timer)]
+    headers = [frame_header(r.frame) for r in batch]
+    outcomes = codec.decode_batch(transmissions, specs, headers, parse_mode(batch[0].frame.mode), decoders, adapters,
+                                  timer)
     results = []
     for received, outcome in zip(batch, outcomes):
         frame = received.frame
-        if isinstance(outcome, SideInformationLost):
+        if isinstance(outcome, FrameLost):
             DROPS.labels(SERVICE, "side_information_lost").inc()
             results.append(error_result(frame.request_id, frame.user_id, grpc.StatusCode.DATA_LOSS, str(outcome)))
             continue
@@ -147,14 +109,14 @@ def reconstruct_batch(
     return results
 
 
-def adapter_from_update(model: DeepJSCC | RateAdaptiveJSCC, update: pb.AdapterUpdate) -> LatentAdapter:
+def adapter_from_update(codec: Codec, update: pb.AdapterUpdate) -> LatentAdapter:
     """The validated adapter of a PublishAdapter call (``ValueError`` on a bad one)."""
     if not update.user_id or update.version == 0:
         raise ValueError("an adapter update needs a user_id and a version > 0")
-    if update.model != "rate-adaptive" or not isinstance(model, RateAdaptiveJSCC):
-        served = "rate-adaptive" if isinstance(model, RateAdaptiveJSCC) else "deepjscc-baseline (no adapters)"
+    if update.model != codec.name or codec.adapter_channels is None:
+        served = codec.name if codec.adapter_channels is not None else f"{codec.name} (no adapters)"
         raise ValueError(f"adapter is for codec {update.model!r}, this receiver serves {served}")
-    return LatentAdapter.from_bytes(update.parameters, 2 * model.config.max_symbols_per_token)
+    return LatentAdapter.from_bytes(update.parameters, codec.adapter_channels)
 
 
 @dataclass
@@ -170,8 +132,8 @@ class Pending:
 class DecodeWorkerPool:
     """``workers`` concurrent decode workers over one :class:`FairBatchQueue`."""
 
-    def __init__(self, model: DeepJSCC | RateAdaptiveJSCC, config: SemcomConfig, decoders: DiffusionDecoders | None = None):
-        self.model = model
+    def __init__(self, codec: Codec, config: SemcomConfig, decoders: DiffusionDecoders | None = None):
+        self.codec = codec
         self.decoders = decoders or DiffusionDecoders()
         self.config = config
         if config.receiver_scheduler not in ("fair", "fifo"):
@@ -188,23 +150,25 @@ class DecodeWorkerPool:
         ``AdapterMissing`` (FAILED_PRECONDITION) when this receiver does not hold that version."""
         if not frame.adapter_version:
             return None
-        if not isinstance(self.model, RateAdaptiveJSCC):
+        if self.codec.adapter_channels is None:
             raise NotImplementedError("latent adapters are served with the rate-adaptive codec; this receiver "
-                                      "runs the fixed-rate baseline")
+                                      f"runs {self.codec.describe()}")
         return self.adapters.get(frame.user_id, frame.adapter_version)
 
     def submit(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         """Validate and queue a frame; raises ``asyncio.QueueFull`` when the receiver is saturated."""
         frame = received.frame
         parsed = parse_mode(frame.mode)
-        check_mode(self.model, self.decoders, parsed)
+        if frame.model and frame.model != self.codec.name:
+            raise ValueError(f"frame is from codec {frame.model!r}; this receiver serves {self.codec.name!r}")
+        check_mode(self.codec, self.decoders, parsed)
         mode = str(parsed)
-        k = frame_geometry(self.model, frame)
+        k = self.codec.check_frame(frame_header(frame))
         spec = channel_spec(frame.channel, self.config)
         adapter = self.adapter_for(frame)
         frame.mode = mode
         deadline = frame.deadline_unix_ms / 1000.0 if frame.deadline_unix_ms else None
-        key = (mode, frame.grid_height, frame.grid_width, k)
+        key = (frame.model, mode, frame.grid_height, frame.grid_width, k)
         self.queue.put(Job(frame.user_id, key, Pending(received, session, spec, adapter), deadline, time.perf_counter()))
         QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
 
@@ -248,8 +212,8 @@ class DecodeWorkerPool:
             specs = [job.payload.spec for job in batch]
             adapters = [job.payload.adapter for job in batch]
             try:
-                results = await loop.run_in_executor(self.executor, reconstruct_batch, self.model, frames, specs,
-                                                     batch[0].key[3], self.decoders, adapters)
+                results = await loop.run_in_executor(self.executor, reconstruct_batch, self.codec, frames, specs,
+                                                     self.decoders, adapters)
             except Exception as exc:
                 code = code_for_exception(exc)
                 log.exception("decoding a batch of %d failed", len(batch))
@@ -269,8 +233,8 @@ class DecodeWorkerPool:
 
 
 class ReceiverService(pb_grpc.ReceiverServicer):
-    def __init__(self, config: SemcomConfig, model: DeepJSCC | RateAdaptiveJSCC, decoders: DiffusionDecoders | None = None):
-        self.pool = DecodeWorkerPool(model, config, decoders)
+    def __init__(self, config: SemcomConfig, codec: Codec, decoders: DiffusionDecoders | None = None):
+        self.pool = DecodeWorkerPool(codec, config, decoders)
 
     async def _handle(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         frame = received.frame
@@ -292,7 +256,7 @@ class ReceiverService(pb_grpc.ReceiverServicer):
     async def PublishAdapter(self, request: pb.AdapterUpdate, context) -> pb.AdapterAck:
         """Store a user's latent adapter in the bounded cache; bad updates: INVALID_ARGUMENT."""
         try:
-            adapter = adapter_from_update(self.pool.model, request)
+            adapter = adapter_from_update(self.pool.codec, request)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self.pool.adapters.publish(request.user_id, request.version, adapter)

@@ -80,12 +80,12 @@ import torch
 from tqdm import tqdm
 
 from shared.channel import CHANNEL_KINDS, ChannelSpec
-from shared.codec import parse_cbr
+from shared.symbols import parse_cbr
 from shared.diffusion.modes import parse_mode
-from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, FINETUNE_WEIGHTS, GENERATIVE_WEIGHTS, KODAK_IMAGES,
+from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, FINETUNE_WEIGHTS, GENERATIVE_WEIGHTS,
                            RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS, SAMPLE_IMAGES, TEACHER_WEIGHTS, load_config)
-from shared.evaluation import (System, capacity_system, channel_seed, deepjscc_system, perturbed_system,
-                               rate_adaptive_attack_forward, rate_adaptive_system, separation_system)
+from shared.evaluation import (System, capacity_system, channel_seed, codec_system, perturbed_system,
+                               separation_system)
 from shared.config import VAE_UPSAMPLER_WEIGHTS
 from shared.evaluation import serves
 from shared.perturbation import parse_perturbation
@@ -145,6 +145,7 @@ def learned_adapter(args, codec):
 
 def build_systems(args, device: str) -> dict[str, System]:
     """Every system of the run; ``NotImplementedError`` for a mode whose weights do not load."""
+    from shared.codecs import codec_for
     from shared.models.io import load_model
     from shared.service import load_diffusion_decoders
 
@@ -154,7 +155,7 @@ def build_systems(args, device: str) -> dict[str, System]:
         config = load_config(device=device, teacher_weights=args.teacher_weights,
                              consistency_weights=args.consistency_weights, generative_weights=args.generative_weights,
                              finetune_weights=args.finetune_weights)
-        decoders = load_diffusion_decoders(config, codec) if any(m.diffusion for m in modes) else None
+        decoders = load_diffusion_decoders(config, codec_for(codec)) if any(m.diffusion for m in modes) else None
         for mode in modes:
             if mode.diffusion:
                 decoders.model_for(mode)
@@ -163,22 +164,22 @@ def build_systems(args, device: str) -> dict[str, System]:
 
     def adaptive(label: str) -> System:
         if label == "adaptive":
-            attack_forwards[label] = rate_adaptive_attack_forward(codec)
-        return rate_adaptive_system(codec, parse_mode(label.partition("/")[2]), decoders)
+            attack_forwards[label] = codec_for(codec).forward
+        return codec_system(codec_for(codec), parse_mode(label.partition("/")[2]), decoders)
 
     def adaptive_robust() -> System:
-        robust = load_model(args.robust_weights, device)
-        attack_forwards["adaptive-robust"] = rate_adaptive_attack_forward(robust)
-        return rate_adaptive_system(robust)
+        robust = codec_for(load_model(args.robust_weights, device))
+        attack_forwards["adaptive-robust"] = robust.forward
+        return codec_system(robust)
 
     factories = {
-        "deepjscc": lambda: deepjscc_system(load_model(args.weights, device)),
+        "deepjscc": lambda: codec_system(codec_for(load_model(args.weights, device))),
         "jpeg-ldpc": lambda: separation_system("jpeg"),
         "avif-ldpc": lambda: separation_system("avif"),
         "avif-capacity": lambda: capacity_system("avif"),
         "adaptive-robust": adaptive_robust,
-        ADAPTER_SYSTEM: lambda: rate_adaptive_system(codec, adapter=learned_adapter(args, codec)),
-        **{label: (lambda path=path: deepjscc_system(load_model(path, device)))
+        ADAPTER_SYSTEM: lambda: codec_system(codec_for(codec), adapter=learned_adapter(args, codec)),
+        **{label: (lambda path=path: codec_system(codec_for(load_model(path, device))))
            for label, path in vae_weights(args).items()},
     }
     systems = {}

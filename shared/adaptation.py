@@ -12,7 +12,7 @@ parameters instead of one latent:
     min_{W, b}  E_channel [ MSE(x'', g_s(W z + b)) ] + rho * (||W - I||_F^2 + ||b||^2) / C
 
 where z = f_d(received latent) of the adaptation image(s) x'' after the real channel code
-(:mod:`shared.differentiable_link`: allocation, power normalization, AWGN/Rayleigh draws over
+(:mod:`shared.codecs.differentiable_link`: allocation, power normalization, AWGN/Rayleigh draws over
 an SNR range, MMSE equalization), computed once under ``no_grad``, and rho keeps W near the
 identity (the in-domain operating point, the role of eq. 13's prior penalty). The paper's
 Algorithm 2 instead trains g_w adversarially against its WGAN discriminator's last layer; this
@@ -36,8 +36,8 @@ from tqdm import tqdm
 
 from .channel import ChannelSpec
 from .channel.models import make_generator
-from .codec import pad_to_multiple
-from .differentiable_link import channel_batch, send_batch
+from .models.layers import pad_to_multiple
+from .codecs.differentiable_link import channel_batch, send_batch
 from .models.deepjscc import symbols_to_latent
 from .models.latent_adapter import LatentAdapter
 from .models.rate_adaptive import RateAdaptiveJSCC

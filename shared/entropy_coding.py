@@ -2,7 +2,7 @@
 
 The coder is ``constriction``'s range coder (Bamler lab; Rust, exact integer arithmetic, so
 encoder and decoder agree on every platform given the same model parameters). Used for the
-hyper-latent of the rate-adaptive codec (:mod:`shared.rate_adaptive_codec`).
+hyper-latent of the rate-adaptive codec (:mod:`shared.codecs.rate_adaptive`).
 """
 
 from __future__ import annotations

@@ -18,13 +18,12 @@ import torch
 
 from .channel import ChannelSpec, make_generator
 from .channel.link import transmit
-from .adaptive_codec import SideInformationLost, decode_adaptive_batch, encode_adaptive
-from .codec import achieved_cbr, encode_image, equalize_and_decode
+from .codecs import Codec, FrameHeader, FrameLost
 from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders
-from .models import DeepJSCC, RateAdaptiveJSCC
 from .models.latent_adapter import LatentAdapter
-from .perturbation import Perturbation, noiseless_round_trip, perturbation_seed, request_mean_symbols
+from .perturbation import Perturbation, perturbation_seed
 from .quality import psnr
+from .symbols import achieved_cbr
 
 
 @dataclass
@@ -56,19 +55,31 @@ def channel_seed(seed: int, image_name: str, snr_db: float, kind: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def deepjscc_system(model: DeepJSCC) -> System:
-    """The fixed-rate DeepJSCC baseline: encode, channel, equalize, decode. Any model with its
-    interface serves here too (the VAE up-sampler of :mod:`shared.models.vae_upsampler`); the
-    system's ``cbrs`` are the CBRs the model serves (:func:`serves`)."""
+def codec_system(codec: Codec, mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None,
+                 adapter: LatentAdapter | None = None) -> System:
+    """A codec of :mod:`shared.codecs` as the services run it: encode, channel, the receiver's
+    batch decoder in ``mode`` (diffusion modes through ``decoders``; with ``adapter``, through
+    that latent adapter); a lost frame loses the image (mid-grey, ``failed`` = 1). ``info``
+    gives the codec's own figures, the network evaluations and the receiver's equalize-to-image
+    time (``rx_ms``, this machine). A fixed-rate codec's system has ``cbrs`` (:func:`serves`)."""
+    from .separation import GREY
 
     def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
-        encoded = encode_image(model, image, spec.snr_db, cbr)
+        encoded = codec.encode(image, spec, cbr)
         transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
-        decoded = equalize_and_decode(model, transmission, spec, encoded.symbols_per_token, encoded.grid,
-                                      encoded.image_size)
-        return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size))
+        header = FrameHeader(encoded.symbols.numel(), encoded.grid, encoded.image_size, encoded.token_lengths,
+                             encoded.side_symbols)
+        started = time.perf_counter()
+        (outcome,) = codec.decode_batch([transmission], [spec], [header], mode, decoders,
+                                        None if adapter is None else [adapter])
+        rx_ms = 1000 * (time.perf_counter() - started)
+        lost = isinstance(outcome, FrameLost)
+        info = {**encoded.info, "failed": int(lost), "nfe": 0 if lost else outcome.nfe, "rx_ms": round(rx_ms, 1)}
+        decoded = torch.full_like(image, GREY) if lost else outcome.image
+        return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size), info)
 
-    run.cbrs = tuple(model.config.cbr_of(k) for k in sorted(model.config.trained_symbols_per_token))
+    if codec.cbrs() is not None:
+        run.cbrs = codec.cbrs()
     return run
 
 
@@ -78,48 +89,8 @@ def serves(system: System, cbr: Fraction) -> bool:
     return cbr in getattr(system, "cbrs", (cbr,))
 
 
-def rate_adaptive_system(model: RateAdaptiveJSCC, mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None,
-                         adapter: LatentAdapter | None = None) -> System:
-    """The rate-adaptive codec: hyperprior allocation, JSCC symbols and the protected side
-    channel in one frame, decoded in ``mode`` (diffusion modes through ``decoders``; with
-    ``adapter``, through that latent adapter between f_d and g_s); a lost side
-    channel loses the image (mid-grey, ``failed`` = 1). ``info`` gives the network evaluations
-    and the receiver's equalize-to-image time (``rx_ms``, this machine)."""
-    from .separation import GREY
-
-    def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
-        encoded = encode_adaptive(model, image, spec, cbr)
-        transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
-        started = time.perf_counter()
-        (outcome,) = decode_adaptive_batch(model, [transmission], [spec], [encoded.jscc_symbols], encoded.grid,
-                                           [encoded.image_size], mode=mode, decoders=decoders,
-                                           adapters=None if adapter is None else [adapter])
-        rx_ms = 1000 * (time.perf_counter() - started)
-        lost = isinstance(outcome, SideInformationLost)
-        info = {"side_symbols": encoded.side_symbols, "side_bytes": len(encoded.side_information),
-                "mean_symbols_per_token": round(float(encoded.symbol_map.float().mean()), 3), "failed": int(lost),
-                "nfe": 0 if lost else outcome.nfe, "rx_ms": round(rx_ms, 1)}
-        decoded = torch.full_like(image, GREY) if lost else outcome.image
-        return SystemOutput(quantize(decoded), achieved_cbr(transmission.channel_uses, encoded.image_size), info)
-
-    return run
-
-
 AttackForward = Callable[[torch.Tensor, ChannelSpec, Fraction], torch.Tensor]
-
-
-def rate_adaptive_attack_forward(model: RateAdaptiveJSCC) -> AttackForward:
-    """The white-box attacker's model of :func:`rate_adaptive_system` (jscc mode): (B, 3, H, W),
-    channel, CBR -> (B, 3, H, W) through the codec's own encoder and decoder, differentiably:
-    the noiseless chain at the request's SNR and mean symbols per token from the CBR
-    (:func:`~shared.perturbation.noiseless_round_trip`, :func:`~shared.perturbation.request_mean_symbols`)."""
-    device = next(model.parameters()).device
-
-    def forward(images: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> torch.Tensor:
-        mean_symbols = request_mean_symbols(model, tuple(images.shape[-2:]), cbr)
-        return noiseless_round_trip(model, images.to(device), spec.snr_db, mean_symbols).to(images.device)
-
-    return forward
+"""The white-box attacker's differentiable model of a system, e.g. :meth:`Codec.forward`."""
 
 
 def perturbed_system(system: System, perturbation: Perturbation, attack_forward: AttackForward | None = None) -> System:

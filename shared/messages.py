@@ -18,10 +18,11 @@ from .api.semcom.v1 import semcom_pb2 as pb
 from .channel import ChannelOutput, ChannelSpec
 from .channel.link import Transmission
 from .channel.mimo import MimoChannelOutput, MimoState
-from .codec import parse_cbr
+from .codecs import FrameHeader
+from .symbols import parse_cbr
 from .config import SemcomConfig
 from .diffusion.modes import parse_mode
-from .symbols import pack_complex, unpack_complex
+from .symbols import pack_complex, parse_cbr, unpack_complex
 
 DEFAULT_CBR = Fraction(1, 24)
 DECODER_MODES = ("jscc", "teacher[:N]", "consistency[:s]", "generative[:steps]", "generative-p[:steps]",
@@ -106,6 +107,12 @@ def transmission_from_wire(symbols: bytes, n_symbols: int, state: pb.ChannelStat
         pilots = unpack_complex(state.received_pilots, count).reshape(1, state.num_blocks, state.pilots_per_block)
     siso = ChannelOutput(received, gains, state.coherence_symbols or n_symbols, state.noise_variance)
     return Transmission(siso, None, pilots, state.channel_uses)
+
+
+def frame_header(frame: pb.SymbolFrame) -> FrameHeader:
+    """What a codec reads of a frame's fields (:meth:`~shared.codecs.Codec.check_frame`)."""
+    return FrameHeader(frame.num_symbols, (frame.grid_height, frame.grid_width), (frame.image_height, frame.image_width),
+                       tuple(frame.token_lengths), frame.side_channel_symbols)
 
 
 def target_cbr(value: float) -> Fraction:

@@ -26,9 +26,6 @@ import torch
 from tqdm import tqdm
 
 from .channel import ChannelSpec
-from .codec import pad_to_multiple
-from .differentiable_link import send_batch
-from .models.rate_adaptive import RateAdaptiveJSCC
 
 DEFAULT_PGD_STEPS = 5
 PERTURBATION_KINDS = ("pgd", "noise")
@@ -145,27 +142,3 @@ def pgd_semantic_error(forward: Forward, images: torch.Tensor, level: float, ste
             direction = gradient / gradient.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
             delta = project(delta + step[:, None, None, None] * direction, images, radius)
     return delta.detach()
-
-
-def noiseless_round_trip(model: RateAdaptiveJSCC, images: torch.Tensor, snr_db: float,
-                         mean_symbols: float) -> torch.Tensor:
-    """The rate-adaptive codec's differentiable chain without the channel: (B, 3, H, W) ->
-    allocation at ``mean_symbols`` complex symbols per token -> f_e -> (received = sent) ->
-    f_d, g_s -> (B, 3, H, W). Encoder and decoder are conditioned on ``snr_db`` (dB) as for a
-    request at that SNR. Sides are padded as the services pad them (edge replicated) and the
-    output is cropped back. This is the attacker's model of the system: channel noise would
-    only add variance to the gradient."""
-    height, width = images.shape[-2:]
-    padded = pad_to_multiple(images, model.config.grid_multiple)
-    sent, symbol_map, mask, _, _ = send_batch(model, padded, ChannelSpec("awgn", snr_db), mean_symbols)
-    snr = torch.full((images.shape[0],), float(snr_db), device=images.device)
-    return model.reconstruct(sent * mask, symbol_map, snr)[..., :height, :width]
-
-
-def request_mean_symbols(model: RateAdaptiveJSCC, image_size: tuple[int, int], cbr: Fraction) -> float:
-    """Mean complex symbols per token of a request at ``cbr`` for an H x W image: the CBR's
-    symbol budget ``cbr * 3 H W`` over the padded token grid (the side channel's few symbols
-    are not subtracted, so the attacker's model sends about 1-3 % more than the system)."""
-    multiple, token = model.config.grid_multiple, model.config.downscale
-    tokens = math.prod(-(-side // multiple) * multiple // token for side in image_size)
-    return float(cbr) * 3 * image_size[0] * image_size[1] / tokens

@@ -56,7 +56,7 @@ from PIL import Image
 from .channel import ChannelSpec, make_generator
 from .channel.equalizers import EqualizedSymbols
 from .channel.link import receive, transmit
-from .codec import parse_cbr
+from .symbols import parse_cbr
 from .imageio import load_image_file
 from .quality import ms_ssim, psnr
 
@@ -415,7 +415,7 @@ def _bits_to_bytes(bits: torch.Tensor) -> bytes:
 
 
 def channel_symbols(image: torch.Tensor, cbr: Fraction | float | str) -> int:
-    """Complex symbols ``floor(cbr * 3 * H * W)`` for a (3, H, W) image (CBR as :func:`~shared.codec.parse_cbr` reads it)."""
+    """Complex symbols ``floor(cbr * 3 * H * W)`` for a (3, H, W) image (CBR as :func:`~shared.symbols.parse_cbr` reads it)."""
     return math.floor(parse_cbr(cbr) * 3 * image.shape[-2] * image.shape[-1])
 
 

@@ -20,30 +20,30 @@ def setup_logging(config: SemcomConfig, name: str) -> None:
     )
 
 
-def load_model(config: SemcomConfig):
-    """The codec of ``config.weights`` on ``config.device``."""
+def load_codec(config: SemcomConfig):
+    """The codec (:mod:`shared.codecs`) of the network in ``config.weights``, on ``config.device``."""
     import torch
 
+    from .codecs import codec_for
     from .models.io import load_model as load_weights
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    return load_weights(config.weights, config.resolve_device())
+    return codec_for(load_weights(config.weights, config.resolve_device()))
 
 
 def load_diffusion_decoders(config: SemcomConfig, codec):
     """The diffusion networks for ``codec`` (``config.teacher_weights``,
-    ``config.consistency_weights``, ``config.generative_weights``, ``config.finetune_weights``); none for a codec other than
-    the rate-adaptive one. Each is optional: a missing file, or a latent denoiser made for
+    ``config.consistency_weights``, ``config.generative_weights``, ``config.finetune_weights``); none for a codec
+    that serves no decoder stage (:attr:`~shared.codecs.Codec.decoder_stages`). Each is optional: a missing file, or a latent denoiser made for
     another latent size, leaves its modes unserved (logged; requests for them are answered
     UNIMPLEMENTED)."""
     from pathlib import Path
 
     from .diffusion.modes import DiffusionDecoders
-    from .models import RateAdaptiveJSCC
     from .models.io import load_model as load_weights
 
-    if not isinstance(codec, RateAdaptiveJSCC):
+    if not codec.decoder_stages:
         return DiffusionDecoders()
     log = logging.getLogger("semcom.receiver")
     loaded = {}
@@ -54,9 +54,9 @@ def load_diffusion_decoders(config: SemcomConfig, codec):
             continue
         model = load_weights(path, config.resolve_device())
         channels = getattr(model.config, "latent_channels", None)
-        if channels is not None and channels != 2 * codec.config.max_symbols_per_token:
+        if channels is not None and channels != codec.latent_channels:
             log.warning("%s denoiser %s has %d latent channels, the codec %d: its decoder mode is not served",
-                        name, path, channels, 2 * codec.config.max_symbols_per_token)
+                        name, path, channels, codec.latent_channels)
             continue
         loaded[name] = model
     return DiffusionDecoders(**loaded)

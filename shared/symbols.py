@@ -1,6 +1,12 @@
-"""Transmitter-side symbol stages: power normalization and packing for the wire."""
+"""Symbol stages: power normalization, packing for the wire, and the CBR of a symbol count.
+
+CBR convention: complex channel uses divided by the number of real source values
+``3 * H * W`` of the *original* image (padding to a model's grid is paid by the sender).
+"""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -26,3 +32,20 @@ def unpack_complex(data: bytes, count: int) -> torch.Tensor:
     if len(data) != 8 * count:
         raise ValueError(f"symbol payload holds {len(data)} bytes, expected {8 * count} for {count} complex symbols")
     return torch.from_numpy(np.frombuffer(data, dtype="<c8").astype(np.complex64))
+
+
+def achieved_cbr(n_symbols: int, image_size: tuple[int, int]) -> float:
+    """Complex channel uses per real source value."""
+    height, width = image_size
+    return n_symbols / (3 * height * width)
+
+
+def parse_cbr(text: str | float) -> Fraction:
+    """'1/24', '0.0416', 0.0416 -> Fraction; ``ValueError`` for non-positive or non-finite."""
+    try:
+        value = Fraction(str(text).strip()).limit_denominator(10_000)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"CBR {text!r} is not a number or fraction like 1/24") from exc
+    if not 0 < value <= 1:
+        raise ValueError(f"CBR must be in (0, 1], got {text}")
+    return value

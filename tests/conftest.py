@@ -72,7 +72,7 @@ from shared.config import load_config  # noqa: E402
 from shared.models import DeepJSCC, DeepJSCCConfig  # noqa: E402
 from shared.models.io import save_model  # noqa: E402
 from shared.rpc import start_server  # noqa: E402
-from shared.service import load_diffusion_decoders  # noqa: E402
+from shared.service import load_codec, load_diffusion_decoders  # noqa: E402
 from transmitter.server import TransmitterService  # noqa: E402
 from transmitter.server import register as register_transmitter  # noqa: E402
 
@@ -97,8 +97,11 @@ def tiny_weights(tmp_path_factory):
 class Chain:
     """Receiver, channel emulator and transmitter served from one background event loop."""
 
-    def __init__(self, config):
+    def __init__(self, config, codec=None):
+        """``codec``: the :class:`~shared.codecs.Codec` both ends serve (default: the one of
+        ``config.weights``)."""
         self.config = config
+        self.codec = codec
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.servers = []
@@ -108,10 +111,8 @@ class Chain:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
 
     async def _start(self, channel_target: str | None):
-        from shared.models.io import load_model
-
-        model = load_model(self.config.weights)
-        receiver = ReceiverService(self.config, model, load_diffusion_decoders(self.config, model))
+        codec = self.codec or load_codec(self.config)
+        receiver = ReceiverService(self.config, codec, load_diffusion_decoders(self.config, codec))
         server, rx_port = await start_server(self.config, 0, "Receiver", register_receiver(receiver))
         self.servers.append(server)
         config = dataclasses.replace(self.config, receiver_address=f"127.0.0.1:{rx_port}")
@@ -119,7 +120,7 @@ class Chain:
         server, ch_port = await start_server(config, 0, "ChannelEmulator", register_channel(channel))
         self.servers.append(server)
         config = dataclasses.replace(config, channel_address=channel_target or f"127.0.0.1:{ch_port}")
-        transmitter = TransmitterService(config, model)
+        transmitter = TransmitterService(config, codec)
         server, tx_port = await start_server(config, 0, "Transmitter", register_transmitter(transmitter))
         self.servers.append(server)
         self.services = [transmitter, channel, receiver]

@@ -1,4 +1,4 @@
-"""Codec stage functions (shared/codec.py) and the DeepJSCC model and weights I/O
+"""Codec stage functions (shared/codecs/fixed_rate.py) and the DeepJSCC model and weights I/O
 (shared/models/), on a tiny untrained model."""
 
 from __future__ import annotations
@@ -11,15 +11,9 @@ import torch
 
 from shared.channel.link import transmit
 from shared.channel import ChannelSpec, apply_channel, complex_normal, make_generator
-from shared.codec import (
-    EncodedImage,
-    achieved_cbr,
-    decode_symbols,
-    encode_image,
-    equalize_and_decode,
-    pad_to_multiple,
-    parse_cbr,
-)
+from shared.codecs.fixed_rate import EncodedImage, decode_symbols, encode_image, equalize_and_decode
+from shared.models.layers import pad_to_multiple
+from shared.symbols import achieved_cbr, parse_cbr
 from shared.models import DeepJSCC, DeepJSCCConfig, latent_to_symbols, symbols_to_latent
 from shared.models.io import load_model, read_metadata, save_model
 

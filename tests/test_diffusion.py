@@ -11,7 +11,7 @@ import grpc
 import pytest
 import torch
 
-from shared.adaptive_codec import decode_adaptive_batch, encode_adaptive
+from shared.codecs.rate_adaptive import decode_adaptive_batch, encode_adaptive
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit

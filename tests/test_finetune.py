@@ -10,7 +10,7 @@ import grpc
 import pytest
 import torch
 
-from shared.adaptive_codec import decode_adaptive_batch, encode_adaptive
+from shared.codecs.rate_adaptive import decode_adaptive_batch, encode_adaptive
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import transmit
 from shared.config import load_config
@@ -18,6 +18,7 @@ from shared.diffusion.modes import DiffusionDecoders, parse_mode
 from shared.models.io import load_model, read_metadata, save_model
 from shared.models.semantic_finetune import (PriorExtractor, RestorationNet, SemanticFineTuner,
                                              SemanticFineTunerConfig)
+from shared.codecs import codec_for
 from shared.service import load_diffusion_decoders
 
 from .conftest import Chain, smooth_image
@@ -94,9 +95,9 @@ def test_the_mode_is_refused_without_weights(tmp_path, codec):  # noqa: F811
     config = load_config(teacher_weights="", consistency_weights="", generative_weights="", finetune_weights="",
                          device="cpu")
     with pytest.raises(NotImplementedError, match="finetune weights"):
-        load_diffusion_decoders(config, codec).model_for(parse_mode("finetune"))
+        load_diffusion_decoders(config, codec_for(codec)).model_for(parse_mode("finetune"))
     save_model(tiny_tuner(), tmp_path / "finetune.safetensors")
-    served = load_diffusion_decoders(replace(config, finetune_weights=str(tmp_path / "finetune.safetensors")), codec)
+    served = load_diffusion_decoders(replace(config, finetune_weights=str(tmp_path / "finetune.safetensors")), codec_for(codec))
     assert isinstance(served.model_for(parse_mode("finetune")), SemanticFineTuner)
 
 

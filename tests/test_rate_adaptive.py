@@ -10,7 +10,7 @@ import grpc
 import pytest
 import torch
 
-from shared.adaptive_codec import (SideInformationLost, decode_adaptive_batch, encode_adaptive, recover_symbol_map,
+from shared.codecs.rate_adaptive import (SideInformationLost, decode_adaptive_batch, encode_adaptive, recover_symbol_map,
                                    side_positions)
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import ChannelSpec, make_generator

@@ -12,6 +12,7 @@ from receiver.scheduler import FairBatchQueue, Job
 from receiver.server import ReceiverService
 from semcom_cli.client import SendOptions
 from shared.api.semcom.v1 import semcom_pb2 as pb
+from shared.codecs import codec_for
 from shared.config import load_config
 from shared.models.io import load_model
 from shared.rpc import status_code
@@ -104,7 +105,7 @@ def test_full_queue_answers_resource_exhausted_at_once(tiny_weights):
     config = load_config(weights=str(tiny_weights), device="cpu", receiver_queue_size=2, receiver_workers=1)
 
     async def run():
-        service = ReceiverService(config, load_model(config.weights))
+        service = ReceiverService(config, codec_for(load_model(config.weights)))
         await service.close()  # no worker takes jobs: the queue only fills
         for i in range(2):
             service.pool.queue.put(Job("u", "k", i))
@@ -155,7 +156,7 @@ def test_cancelled_stream_frees_its_queued_work(tiny_weights):
 
     config = load_config(weights=str(tiny_weights), device="cpu", bind_host="127.0.0.1", receiver_workers=1,
                          receiver_max_batch=1, receiver_max_wait_ms=0.0)
-    model = load_model(config.weights)
+    model = codec_for(load_model(config.weights))
     frames = [propagate(encode_request(model, SendOptions(seed=i).request(str(i), image_bytes(256, 256)), config)[0],
                         config) for i in range(20)]
     before = REGISTRY.get_sample_value("semcom_dropped_total", {"service": "receiver", "reason": "cancelled"}) or 0

@@ -15,7 +15,8 @@ from torch.distributions import Normal, kl_divergence
 
 from semcom_cli.main import main as semcom
 from shared.channel import ChannelSpec
-from shared.evaluation import deepjscc_system, serves
+from shared.codecs import codec_for
+from shared.evaluation import codec_system, serves
 from shared.models import DeepJSCC
 from shared.models.io import load_model, read_metadata, save_model
 from shared.models.vae_upsampler import (VAEUpsamplerConfig, VAEUpsamplerJSCC, kl_channel_to_posterior,
@@ -49,7 +50,7 @@ def test_symbol_counts_shapes_and_served_cbr(compression, cbr, make_image):
     assert model.decode(symbols, snr, k, (2, 3)).shape == (1, 3, 32, 48)
     with pytest.raises(ValueError, match="sends"):
         model.encode(image[None], snr, 32)
-    system = deepjscc_system(model)  # the baseline's path serves it unchanged
+    system = codec_system(codec_for(model))  # the baseline's path serves it unchanged
     assert serves(system, cbr) and not serves(system, Fraction(1, 24))
     output = system(make_image(40, 40), ChannelSpec("rayleigh", 5.0, seed=1), cbr)
     assert output.image.shape == (3, 40, 40)

@@ -47,7 +47,7 @@ from shared.models.deepjscc import symbols_to_latent
 from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 from shared.quality import psnr
 from training.loop import TrainingRun
-from shared.differentiable_link import channel_batch, send_batch
+from shared.codecs.differentiable_link import channel_batch, send_batch
 from training.train_rate_adaptive import draw_condition
 
 

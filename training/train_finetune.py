@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.channel import ChannelSpec, make_generator
-from shared.differentiable_link import round_trip
+from shared.codecs.differentiable_link import round_trip
 from shared.models.semantic_finetune import PriorExtractor, SemanticFineTuner, SemanticFineTunerConfig
 from shared.quality import psnr
 from training.loop import TrainingRun, learning_rate

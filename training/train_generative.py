@@ -20,7 +20,7 @@ from shared.channel import ChannelSpec, make_generator
 from shared.models.generative_decoder import SETTING_ETA, SETTINGS, GenerativeDecoder, GenerativeDecoderConfig
 from shared.quality import ms_ssim, psnr
 from training.loop import TrainingRun
-from shared.differentiable_link import round_trip
+from shared.codecs.differentiable_link import round_trip
 from training.train_rate_adaptive import draw_condition
 
 

@@ -26,7 +26,7 @@ import math
 import torch
 
 from shared.channel import ChannelSpec, make_generator
-from shared.differentiable_link import round_trip
+from shared.codecs.differentiable_link import round_trip
 from shared.models.io import load_model
 from shared.models.rate_adaptive import RateAdaptiveConfig, RateAdaptiveJSCC
 from shared.quality import psnr

@@ -30,9 +30,10 @@ import torch
 from torch.nn.functional import mse_loss
 
 from shared.channel import ChannelSpec, make_generator
-from shared.differentiable_link import round_trip
+from shared.codecs.differentiable_link import round_trip
 from shared.models.rate_adaptive import RateAdaptiveJSCC
-from shared.perturbation import noiseless_round_trip, pgd_semantic_error
+from shared.codecs.differentiable_link import noiseless_round_trip
+from shared.perturbation import pgd_semantic_error
 from shared.quality import psnr
 from training.loop import TrainingRun
 from training.train_rate_adaptive import draw_condition

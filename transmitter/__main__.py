@@ -1,12 +1,12 @@
 """``python -m transmitter``: run the transmitter service (settings: SEMCOM_* env vars)."""
 
-from shared.service import load_model, main
+from shared.service import load_codec, main
 
 from .server import TransmitterService, register
 
 
 def build(config):
-    service = TransmitterService(config, load_model(config))
+    service = TransmitterService(config, load_codec(config))
     return register(service), service.close
 
 

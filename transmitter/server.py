@@ -26,13 +26,11 @@ import torch
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.adaptation import AdapterMissing, learn_adapter
-from shared.adaptive_codec import encode_adaptive
-from shared.codec import encode_image
+from shared.codecs import Codec
 from shared.config import SemcomConfig
 from shared.fairqueue import FairStage
 from shared.imageio import decode_image, load_image_file
 from shared.messages import adaptation_options, channel_spec, deadline_unix_ms, decoder_mode, target_cbr
-from shared.models import DeepJSCC, RateAdaptiveJSCC
 from shared.quality import ms_ssim, psnr
 from shared.rpc import code_for_exception, insecure_channel, replica_targets, status_code
 from shared.streaming import StreamSession
@@ -51,14 +49,9 @@ class SentImage:
     started: float  # time.perf_counter() at arrival
 
 
-def encode_request(
-    model: DeepJSCC | RateAdaptiveJSCC, request: pb.ImageRequest, config: SemcomConfig
-) -> tuple[pb.SymbolFrame, torch.Tensor]:
-    """Validate and encode one request: the frame to send and the decoded input image.
-
-    The fixed-rate baseline lists its (equal) token lengths in the frame; the rate-adaptive
-    codec's length map travels inside its side-channel symbols instead.
-    """
+def encode_request(codec: Codec, request: pb.ImageRequest, config: SemcomConfig) -> tuple[pb.SymbolFrame, torch.Tensor]:
+    """Validate and encode one request: the frame to send (named after the codec, which the
+    receiver reads to pick its decoder) and the decoded input image."""
     spec = channel_spec(request.channel, config)
     cbr = target_cbr(request.target_cbr)
     mode = decoder_mode(request.mode)
@@ -69,13 +62,7 @@ def encode_request(
     with timed(SERVICE, "decode_input", latency):
         image = decode_image(request.image, config.max_image_pixels, config.min_image_side)
     with timed(SERVICE, "encode", latency):
-        if isinstance(model, RateAdaptiveJSCC):
-            encoded = encode_adaptive(model, image, spec, cbr)
-            token_lengths, side_symbols, model_name = [], encoded.side_symbols, "rate-adaptive"
-        else:
-            encoded = encode_image(model, image, spec.snr_db, cbr)
-            token_lengths = [encoded.symbols_per_token] * (encoded.grid[0] * encoded.grid[1])
-            side_symbols, model_name = 0, "deepjscc-baseline"
+        encoded = codec.encode(image, spec, cbr)
     n = encoded.symbols.numel()
     SYMBOLS.labels(SERVICE).inc(n)
     frame = pb.SymbolFrame(
@@ -83,10 +70,10 @@ def encode_request(
         user_id=request.user_id,
         channel=request.channel,
         mode=mode,
-        model=model_name,
+        model=codec.name,
         symbols=pack_complex(encoded.symbols),
         num_symbols=n,
-        token_lengths=token_lengths,
+        token_lengths=encoded.token_lengths,
         power_scale=encoded.power_scale,
         grid_height=encoded.grid[0],
         grid_width=encoded.grid[1],
@@ -96,7 +83,7 @@ def encode_request(
         achieved_cbr=encoded.cbr,
         latency_ms=latency,
         deadline_unix_ms=deadline,
-        side_channel_symbols=side_symbols,
+        side_channel_symbols=encoded.side_symbols,
     )
     return frame, image
 
@@ -117,9 +104,9 @@ def score(result: pb.ImageResult, sent: SentImage) -> None:
 class TransmitterService(pb_grpc.TransmitterServicer):
     """Streams each client's images through the chain; one downstream stream per client stream."""
 
-    def __init__(self, config: SemcomConfig, model: DeepJSCC | RateAdaptiveJSCC):
+    def __init__(self, config: SemcomConfig, codec: Codec):
         self.config = config
-        self.model = model
+        self.codec = codec
         self.executor = ThreadPoolExecutor(config.transmitter_workers, thread_name_prefix="tx")
         # Per-user round robin in front of the encoder, where requests queue (shared/fairqueue.py).
         self.encoder = FairStage(SERVICE, config.transmitter_workers, config.transmitter_queue_size,
@@ -137,7 +124,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         latency: dict[str, float] = {}
         adapter_version = self._adapter_version(request)
         frame, image = await self.encoder.run(request.user_id, deadline / 1000.0 or None, encode_request,
-                                              self.model, request, self.config, latency=latency)
+                                              self.codec, request, self.config, latency=latency)
         frame.deadline_unix_ms = deadline
         frame.adapter_version = adapter_version
         frame.latency_ms.update(latency)
@@ -147,35 +134,37 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         """The adapter version a request's frame is stamped with (0: identity, ``use_adapter`` off)."""
         if not request.use_adapter:
             return 0
-        if not isinstance(self.model, RateAdaptiveJSCC):
-            raise NotImplementedError("use_adapter needs the rate-adaptive codec; this transmitter serves the "
-                                      "fixed-rate baseline, which has no latent adapter")
+        self._check_adapters("use_adapter")
         version = self.adapter_versions.get(request.user_id)
         if version is None:
             raise AdapterMissing(f"no latent adapter was learned for user {request.user_id!r}: run "
                                  f"`semcom adapt --user {request.user_id} IMAGE ...` first")
         return version
 
+    def _check_adapters(self, what: str) -> None:
+        """``NotImplementedError`` (UNIMPLEMENTED) unless the codec takes latent adapters."""
+        if self.codec.adapter_channels is None:
+            raise NotImplementedError(f"{what} needs a codec with latent adapters (rate-adaptive); this transmitter "
+                                      f"serves {self.codec.describe()}, which has none")
+
     async def Adapt(self, request: pb.AdaptRequest, context) -> pb.AdaptResult:
         """Learn the user's latent adapter on the encoder's workers, publish it, answer with its figures."""
         started = time.perf_counter()
         latency: dict[str, float] = {}
         try:
-            if not isinstance(self.model, RateAdaptiveJSCC):
-                raise NotImplementedError("adaptation needs the rate-adaptive codec; this transmitter serves the "
-                                          "fixed-rate baseline, which has no latent adapter")
+            self._check_adapters("adaptation")
             options = adaptation_options(request, self.config)
             with timed(SERVICE, "decode_input", latency):
                 images = [decode_image(data, self.config.max_image_pixels, self.config.min_image_side)
                           for data in request.images]
             with timed(SERVICE, "adapt", latency):
-                learned = await self.encoder.run(request.user_id, None, learn_adapter, self.model, images, options,
+                learned = await self.encoder.run(request.user_id, None, learn_adapter, self.codec.model, images, options,
                                                  False, latency=latency)
         except (ValueError, NotImplementedError) as exc:
             await context.abort(code_for_exception(exc), str(exc))
         version = next(self.adapter_serial)
         payload = learned.adapter.to_bytes()
-        update = pb.AdapterUpdate(user_id=request.user_id, version=version, model="rate-adaptive", parameters=payload)
+        update = pb.AdapterUpdate(user_id=request.user_id, version=version, model=self.codec.name, parameters=payload)
         try:
             with timed(SERVICE, "publish", latency):
                 receivers = await self._publish(update)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -49,3 +50,14 @@ def downsample(in_channels: int, out_channels: int) -> nn.Module:
 def upsample(in_channels: int, out_channels: int) -> nn.Module:
     """Sub-pixel convolution: (B, Cin, H, W) -> (B, Cout, 2H, 2W)."""
     return nn.Sequential(nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1), nn.PixelShuffle(2))
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(..., H, W) -> (..., H', W') with H', W' the next multiples of ``multiple`` (edge replicated)."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return image
+    squeeze = image.dim() == 3
+    padded = F.pad(image[None] if squeeze else image, (0, pad_w, 0, pad_h), mode="replicate")
+    return padded[0] if squeeze else padded

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..codec import pad_to_multiple
+from .layers import pad_to_multiple
 from .layers import ChannelConditioning, ResidualBlock
 from .stored_config import StoredConfig
 

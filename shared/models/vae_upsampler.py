@@ -12,7 +12,7 @@ SNR, and the frozen baseline decoder decodes ``y_hat`` at the channel's SNR and 
 Training draws ``y_hat = mu_y + sigma_y * eps`` (reparameterization); inference decodes the
 posterior mean ``mu_y`` (:meth:`VAEUpsamplerJSCC.decode`). The model exposes the baseline's
 interface (``config.symbols_per_token(cbr)``, ``config.cbr_of``, ``config.downscale``,
-``config.trained_symbols_per_token``, ``encode``, ``decode``), so :mod:`shared.codec` and the
+``config.trained_symbols_per_token``, ``encode``, ``decode``), so :mod:`shared.codecs.fixed_rate` and the
 fixed-rate paths of the evaluation harness and the services serve it as they serve the baseline,
 at the one CBR of its configuration.
 """

@@ -3,21 +3,24 @@ power-normalized channel latent -> the channel and equalizer the services use ->
 
 Used by training (:mod:`training.train_rate_adaptive` and the scripts built on it) and by
 anything that needs gradients through the link (adversarial perturbations, adaptation). The
-services' per-image stages are in :mod:`shared.adaptive_codec`.
+services' per-image stages are in :mod:`shared.codecs.rate_adaptive`; :func:`noiseless_round_trip` is
+the white-box attacker's model of the codec (:meth:`~shared.codecs.rate_adaptive.RateAdaptiveCodec.forward`).
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 
-from .channel import ChannelSpec
-from .channel.equalizers import EqualizedSymbols
-from .channel.link import receive, transmit
-from .models.deepjscc import latent_to_symbols, symbols_to_latent
-from .models.entropy_models import gaussian_entropy_bits
-from .models.rate_adaptive import RateAdaptiveJSCC, allocate_symbols, symbol_mask
+from ..channel import ChannelSpec
+from ..channel.equalizers import EqualizedSymbols
+from ..channel.link import receive, transmit
+from ..models.deepjscc import latent_to_symbols, symbols_to_latent
+from ..models.entropy_models import gaussian_entropy_bits
+from ..models.layers import pad_to_multiple
+from ..models.rate_adaptive import RateAdaptiveJSCC, allocate_symbols, symbol_mask
 
 
 def batch_beta(information: torch.Tensor, mean_symbols: torch.Tensor, levels: tuple[int, ...]) -> torch.Tensor:
@@ -77,3 +80,27 @@ def round_trip(model: RateAdaptiveJSCC, images: torch.Tensor, spec: ChannelSpec,
     received = symbols_to_latent(equalized, k_max, k_max, tuple(sent.shape[-2:]))
     snr = torch.full((images.shape[0],), spec.snr_db, device=images.device)
     return model.reconstruct(received * mask, symbol_map, snr), y_bits, z_bits, symbol_map
+
+
+def noiseless_round_trip(model: RateAdaptiveJSCC, images: torch.Tensor, snr_db: float,
+                         mean_symbols: float) -> torch.Tensor:
+    """The rate-adaptive codec's differentiable chain without the channel: (B, 3, H, W) ->
+    allocation at ``mean_symbols`` complex symbols per token -> f_e -> (received = sent) ->
+    f_d, g_s -> (B, 3, H, W). Encoder and decoder are conditioned on ``snr_db`` (dB) as for a
+    request at that SNR. Sides are padded as the services pad them (edge replicated) and the
+    output is cropped back. This is the attacker's model of the system: channel noise would
+    only add variance to the gradient."""
+    height, width = images.shape[-2:]
+    padded = pad_to_multiple(images, model.config.grid_multiple)
+    sent, symbol_map, mask, _, _ = send_batch(model, padded, ChannelSpec("awgn", snr_db), mean_symbols)
+    snr = torch.full((images.shape[0],), float(snr_db), device=images.device)
+    return model.reconstruct(sent * mask, symbol_map, snr)[..., :height, :width]
+
+
+def request_mean_symbols(model: RateAdaptiveJSCC, image_size: tuple[int, int], cbr: Fraction) -> float:
+    """Mean complex symbols per token of a request at ``cbr`` for an H x W image: the CBR's
+    symbol budget ``cbr * 3 H W`` over the padded token grid (the side channel's few symbols
+    are not subtracted, so the attacker's model sends about 1-3 % more than the system)."""
+    multiple, token = model.config.grid_multiple, model.config.downscale
+    tokens = math.prod(-(-side // multiple) * multiple // token for side in image_size)
+    return float(cbr) * 3 * image_size[0] * image_size[1] / tokens

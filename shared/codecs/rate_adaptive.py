@@ -1,4 +1,5 @@
-"""The rate-adaptive codec's pure stage functions (transmitter and receiver).
+"""The rate-adaptive codec (``rate-adaptive``, paper 000): its pure stage functions (transmitter
+and receiver) and the :class:`RateAdaptiveCodec` that serves them.
 
 Transmitter (:func:`encode_adaptive`): image -> analysis y -> hyper-latent z, quantized to
 integers q and range coded (:mod:`shared.entropy_coding`) -> side information
@@ -19,32 +20,34 @@ decode. Images sharing a token grid decode in one batched pass whatever their al
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 
-from .channel import ChannelSpec
-from .channel.equalizers import EqualizedSymbols
-from .channel.link import Transmission, receive
-from .channel.models import make_generator, noise_variance
-from .diffusion.channel_state import diffusion_state, prior_where_unsent
-from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders, decoder_input
-from .codec import achieved_cbr, pad_to_multiple
-from .entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
-from .models.latent_adapter import LatentAdapter
-from .models.rate_adaptive import (RateAdaptiveJSCC, allocate_symbols, choose_beta, normalize_latent, pack_symbols,
-                                   symbol_mask, unpack_symbols)
-from .side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
-                           side_channel_symbols)
-from .symbols import power_normalize
+from ..channel import ChannelSpec
+from ..channel.equalizers import EqualizedSymbols
+from ..channel.link import Transmission, receive
+from ..channel.models import make_generator, noise_variance
+from ..diffusion.channel_state import diffusion_state, prior_where_unsent
+from ..diffusion.modes import JSCC, DecoderMode, DiffusionDecoders, decoder_input
+from ..entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
+from ..models.latent_adapter import LatentAdapter
+from ..models.layers import pad_to_multiple
+from ..models.rate_adaptive import (RateAdaptiveJSCC, allocate_symbols, choose_beta, normalize_latent, pack_symbols,
+                                    symbol_mask, unpack_symbols)
+from ..side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
+                            side_channel_symbols)
+from ..symbols import achieved_cbr, power_normalize
+from .base import Codec, DecodedImage, EncodedFrame, FrameHeader, FrameLost, StageTimer, register_codec
+from .differentiable_link import noiseless_round_trip, request_mean_symbols
 
 BETA_FORMAT = "<f"
 
 
-class SideInformationLost(Exception):
+class SideInformationLost(FrameLost):
     """The side channel's CRC failed (or its content is inconsistent): the image cannot be
     decoded, and the receiver says so (gRPC DATA_LOSS)."""
 
@@ -80,16 +83,6 @@ class AdaptiveEncodedImage:
     @property
     def cbr(self) -> float:
         return achieved_cbr(self.symbols.numel(), self.image_size)
-
-
-@dataclass
-class DecodedImage:
-    """A receiver outcome: (3, H, W) image in [0, 1], the side information it was decoded with and
-    the network evaluations its decoding spent."""
-
-    image: torch.Tensor
-    side_information_bytes: int
-    nfe: int = 1
 
 
 def _hyper_scales(model: RateAdaptiveJSCC, shape: tuple[int, ...]) -> torch.Tensor:
@@ -334,3 +327,51 @@ def decode_adaptive_batch(
             h, w = image_sizes[index]
             outcomes[index] = DecodedImage(image[:, :h, :w], size, count)
     return outcomes
+
+
+@register_codec("rate-adaptive", RateAdaptiveJSCC)
+class RateAdaptiveCodec(Codec):
+    """The rate-adaptive codec: any CBR its side channel and smallest allocation fit; its frame
+    carries the allocation in its side-channel symbols (no token lengths); every decoder mode
+    (latent and image stages); per-user latent adapters between f_d and g_s."""
+
+    decoder_stages = ("latent", "image")
+
+    @property
+    def latent_channels(self) -> int:
+        return 2 * self.model.config.max_symbols_per_token
+
+    @property
+    def adapter_channels(self) -> int:
+        return 2 * self.model.config.max_symbols_per_token
+
+    def encode(self, image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> EncodedFrame:
+        encoded = encode_adaptive(self.model, image, spec, cbr)
+        info = {"side_symbols": encoded.side_symbols, "side_bytes": len(encoded.side_information),
+                "mean_symbols_per_token": round(float(encoded.symbol_map.float().mean()), 3)}
+        return EncodedFrame(encoded.symbols, encoded.power_scale, encoded.grid, encoded.image_size,
+                            side_symbols=encoded.side_symbols, info=info)
+
+    def check_frame(self, header: FrameHeader) -> Hashable:
+        """Any allocations batch together (key 0)."""
+        super().check_frame(header)
+        cells = self.model.config.hyper_downscale
+        if header.grid[0] % cells or header.grid[1] % cells:
+            raise ValueError(f"token grid {header.grid[0]}x{header.grid[1]} is not a multiple of {cells}")
+        if header.token_lengths or not 0 < header.side_symbols < header.num_symbols:
+            raise ValueError("frame is not from the rate-adaptive codec this receiver serves "
+                             f"({header.side_symbols} side-channel symbols of {header.num_symbols})")
+        return 0
+
+    def decode_batch(self, transmissions: list[Transmission], specs: list[ChannelSpec], headers: list[FrameHeader],
+                     mode: DecoderMode = JSCC, decoders: DiffusionDecoders | None = None,
+                     adapters: list[LatentAdapter | None] | None = None, timer: StageTimer | None = None,
+                     ) -> list[DecodedImage | SideInformationLost]:
+        jscc = [h.num_symbols - h.side_symbols for h in headers]
+        return decode_adaptive_batch(self.model, transmissions, specs, jscc, headers[0].grid,
+                                     [h.image_size for h in headers], stage_timer=timer, mode=mode,
+                                     decoders=decoders, adapters=adapters)
+
+    def forward(self, images: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> torch.Tensor:
+        mean_symbols = request_mean_symbols(self.model, tuple(images.shape[-2:]), cbr)
+        return noiseless_round_trip(self.model, images.to(self.device), spec.snr_db, mean_symbols).to(images.device)
