@@ -35,7 +35,7 @@ def propagate(frame: pb.SymbolFrame, config: SemcomConfig) -> pb.ReceivedFrame:
     latency: dict[str, float] = {}
     with timed(SERVICE, "channel", latency):
         transmission = transmit(symbols[None], spec, make_generator(spec.seed))
-        payload, state = transmission_to_wire(transmission)
+        payload, state = transmission_to_wire(transmission, spec)
     state.kind, state.snr_db = spec.kind, spec.snr_db
     SYMBOLS.labels(SERVICE).inc(frame.num_symbols)
     received = pb.SymbolFrame()

@@ -15,14 +15,12 @@ from pathlib import Path
 from shared.channel import ChannelSpec
 
 from . import argtypes
+from .channel_args import add_channel_options, spec_from_args
 
-# The same as shared.channel.diagnostics.KINDS and MODULATIONS, shared.channel.mimo.MIMO_SCHEMES
-# and shared.channel.tdl.TDL_MODELS (checked by tests), spelled out here so that registering the
-# command does not import the diagnostics.
+# The same as shared.channel.diagnostics.KINDS and MODULATIONS (checked by tests), spelled out here
+# so that registering the command does not import the diagnostics (Sionna, matplotlib).
 KIND_NAMES = ("awgn", "rayleigh", "rician", "mimo", "tdl")
 MODULATION_NAMES = ("qpsk", "16qam")
-MIMO_SCHEME_NAMES = ("svd", "open_loop")
-TDL_MODEL_NAMES = ("A", "B", "C", "D", "E")
 
 DESCRIPTION = """\
 Send random bits as Gray-labelled unit-energy QPSK / 16-QAM through the channel model the
@@ -53,22 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--channel", required=True, choices=KIND_NAMES, metavar="KIND",
                         help=f"channel kind: {', '.join(KIND_NAMES)}")
     parser.add_argument("--snr", type=argtypes.finite, required=True, metavar="DB", help="Es/N0 per complex symbol in dB")
-    parser.add_argument("--k-factor", type=argtypes.finite, default=0.0, metavar="K",
-                        help="Rician K (linear), rician only (default 0)")
-    parser.add_argument("--coherence", type=int, default=64, metavar="N",
-                        help="block-fading length in symbols (mimo: channel uses); 1 is fast fading; "
-                             "not used by tdl (default 64)")
-    parser.add_argument("--antennas", nargs=2, type=argtypes.count, default=[2, 2], metavar=("NT", "NR"),
-                        help="transmit and receive antennas, mimo only (default 2 2)")
-    parser.add_argument("--mimo-scheme", choices=MIMO_SCHEME_NAMES, default="svd",
-                        help="svd: SVD precoding, ZF per sub-channel; open_loop: ZF detection, LMMSE if NR < NT "
-                             "(mimo only, default svd)")
-    parser.add_argument("--tdl-model", choices=TDL_MODEL_NAMES, default="A",
-                        help="3GPP TDL profile, tdl only; D and E have a line-of-sight tap (default A)")
-    parser.add_argument("--delay-spread", type=argtypes.finite, default=300.0, metavar="NS",
-                        help="RMS delay spread in ns, tdl only (default 300)")
-    parser.add_argument("--speed", type=argtypes.finite, default=3.0, metavar="MPS",
-                        help="terminal speed in m/s, tdl only (default 3)")
+    add_channel_options(parser, ChannelSpec(), exclude=("--csi", "--pilots"), real=argtypes.finite,
+                        integer=argtypes.count)
     parser.add_argument("--symbols", type=argtypes.count, default=1_000_000, metavar="N",
                         help="symbols per modulation (default 1e6)")
     parser.add_argument("--modulation", nargs="+", choices=MODULATION_NAMES, default=list(MODULATION_NAMES),
@@ -130,12 +114,8 @@ def format_stats(stats) -> str:
 def run_channel_stats(args) -> int:
     from shared.channel.diagnostics import plot_constellations, simulate, summarize
 
-    spec = ChannelSpec(kind=args.channel, snr_db=args.snr, k_factor=args.k_factor,
-                       coherence_symbols=args.coherence, seed=args.seed, tx_antennas=args.antennas[0],
-                       rx_antennas=args.antennas[1], mimo_scheme=args.mimo_scheme, tdl_model=args.tdl_model,
-                       delay_spread_ns=args.delay_spread, speed_mps=args.speed)
     try:
-        spec.validate()
+        spec = spec_from_args(args, args.channel, args.snr, args.seed)
     except ValueError as exc:
         print(f"semcom channel-stats: {exc}", file=sys.stderr)
         return 2

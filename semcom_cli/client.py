@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -26,27 +26,15 @@ class SendOptions:
     snr_db: float = 10.0
     cbr: float = 1 / 24
     mode: str = "jscc"
-    k_factor: float = 0.0
-    coherence_symbols: int = 0
     seed: int | None = None
     user_id: str = "cli"
-    # Zero/empty fields take the service's defaults (see the ChannelSpec message).
-    tx_antennas: int = 0
-    rx_antennas: int = 0
-    mimo_scheme: str = ""
-    csi: str = ""
-    pilots: int = 0
-    tdl_model: str = ""
-    delay_spread_ns: float = 0.0
-    speed_mps: float = 0.0
+    channel_fields: dict = field(default_factory=dict)
+    """The kind's other ``ChannelSpec`` fields (``k_factor``, ``tx_antennas``, ...; the CLI's
+    :func:`~semcom_cli.channel_args.channel_fields`); absent or zero ones take the service's defaults."""
     use_adapter: bool = False  # decode through the user's latent adapter (semcom adapt)
 
     def request(self, request_id: str, image: bytes) -> pb.ImageRequest:
-        spec = pb.ChannelSpec(kind=self.channel, snr_db=self.snr_db, k_factor=self.k_factor,
-                              coherence_symbols=self.coherence_symbols, tx_antennas=self.tx_antennas,
-                              rx_antennas=self.rx_antennas, mimo_scheme=self.mimo_scheme, csi=self.csi,
-                              pilots=self.pilots, tdl_model=self.tdl_model, delay_spread_ns=self.delay_spread_ns,
-                              speed_mps=self.speed_mps)
+        spec = pb.ChannelSpec(kind=self.channel, snr_db=self.snr_db, **self.channel_fields)
         if self.seed is not None:
             spec.seed = self.seed
         return pb.ImageRequest(request_id=request_id, user_id=self.user_id, image=image, channel=spec,

@@ -79,7 +79,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from shared.channel import CHANNEL_KINDS, ChannelSpec
+from shared.channel import ChannelSpec
 from shared.symbols import parse_cbr
 from shared.diffusion.modes import parse_mode
 from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, FINETUNE_WEIGHTS, GENERATIVE_WEIGHTS,
@@ -93,6 +93,7 @@ from shared.imageio import load_image_file
 from shared.quality import ms_ssim, psnr
 
 from . import argtypes, eval_shards
+from .channel_args import add_channel_options, add_kind_option, spec_from_args
 
 FIELDS = ("system", "channel", "cbr", "snr_db", "image", "achieved_cbr", "psnr", "ms_ssim", "info")
 SYSTEMS = ("adaptive", "deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity", "adaptive-robust",
@@ -196,15 +197,12 @@ def build_systems(args, device: str) -> dict[str, System]:
 
 
 def channel_spec(args, kind: str, snr: float, seed: int) -> ChannelSpec:
-    """One measurement's channel: ``kind`` with this run's K, coherence, MIMO and TDL options."""
-    spec = ChannelSpec(kind, snr, k_factor=args.k_factor, coherence_symbols=args.coherence, seed=seed,
-                       tx_antennas=args.antennas[0], rx_antennas=args.antennas[1], tdl_model=args.tdl_model)
-    spec.validate()
-    return spec
+    """One measurement's channel: ``kind`` with this run's channel options (K, coherence, MIMO, TDL, CSI)."""
+    return spec_from_args(args, kind, snr, seed)
 
 
 def channel_label(args, kind: str) -> str:
-    return {"rician": f"rician K={args.k_factor:g}", "mimo": f"mimo {args.antennas[0]}x{args.antennas[1]} svd",
+    return {"rician": f"rician K={args.k_factor:g}", "mimo": f"mimo {args.antennas[0]}x{args.antennas[1]} {args.mimo_scheme}",
             "tdl": f"TDL-{args.tdl_model}"}.get(kind, kind)
 
 
@@ -462,7 +460,7 @@ def add_parser(sub) -> None:
                                    "--snr 0 5 10 15 20 --cbr 1/24 1/48 --out runs/eval")
     parser.add_argument("--data", help=f"image folder (default {KODAK_IMAGES}; where absent, the shipped "
                                        f"samples {SAMPLE_IMAGES})")
-    parser.add_argument("--channel", nargs="+", choices=CHANNEL_KINDS, default=["awgn"], help="channel kinds")
+    add_kind_option(parser, ["awgn"], multiple=True, help="channel kinds")
     parser.add_argument("--snr", type=argtypes.finite, nargs="+", default=[0.0, 5.0, 10.0, 15.0, 20.0],
                         help="SNRs in dB (default 0 5 10 15 20)")
     parser.add_argument("--cbr", nargs="+", default=["1/24", "1/48"], help="target CBRs (default 1/24 1/48)")
@@ -478,10 +476,7 @@ def add_parser(sub) -> None:
                              "and add the system adaptive+adapter (needs adaptive in --systems)")
     parser.add_argument("--adapt-steps", type=int, default=200, help="optimizer steps of --adapt (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the channel draws (default 0)")
-    parser.add_argument("--coherence", type=int, default=64, help="block-fading length (default 64)")
-    parser.add_argument("--k-factor", type=argtypes.finite, default=1.0, help="Rician K (default 1)")
-    parser.add_argument("--antennas", type=int, nargs=2, default=[2, 2], metavar=("NT", "NR"), help="MIMO antennas")
-    parser.add_argument("--tdl-model", default="A", help="3GPP TDL profile A..E (default A)")
+    add_channel_options(parser, ChannelSpec(k_factor=1.0), real=argtypes.finite)
     parser.add_argument("--weights", default=str(BASELINE_WEIGHTS), help="fixed-rate DeepJSCC weights")
     parser.add_argument("--adaptive-weights", default=str(RATE_ADAPTIVE_WEIGHTS), help="rate-adaptive codec weights")
     parser.add_argument("--vae-weights", nargs="+", default=[str(p) for p in VAE_UPSAMPLER_WEIGHTS], metavar="FILE",

@@ -28,14 +28,12 @@ import grpc
 from tqdm import tqdm
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
-from shared.channel import CHANNEL_KINDS
-from shared.channel.mimo import MIMO_SCHEMES
-from shared.channel.models import CSI_MODES
-from shared.channel.tdl import TDL_MODELS
+from shared.channel import channel_kinds
 from shared.config import SAMPLE_IMAGES, load_config
 from shared.messages import DECODER_MODES
 
 from . import adapt, argtypes, bench, channel_stats, evaluate
+from .channel_args import add_channel_options, add_kind_option, channel_fields
 from . import health as health_cli
 from .client import SendOptions, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
@@ -116,7 +114,7 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
 
 
 def add_send_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--channel", default="awgn", choices=CHANNEL_KINDS, help="channel kind (default awgn)")
+    add_kind_option(parser)
     parser.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
     parser.add_argument("--mode", default="jscc",
                         help=f"decoder mode, served: {', '.join(DECODER_MODES)}. jscc: the JSCC decoder alone; "
@@ -127,20 +125,7 @@ def add_send_options(parser: argparse.ArgumentParser) -> None:
                              "oriented, 1 step by default; finetune: the semantic fine-tuning module (a 4-step "
                              "diffusion over a prior vector guiding a restoration net) after the JSCC decoder. "
                              "Default jscc")
-    parser.add_argument("--k-factor", type=float, default=0.0, help="Rician K (linear), rician only")
-    parser.add_argument("--coherence", type=int, default=0,
-                        help="block-fading length in symbols, MIMO: channel uses (0: default 64)")
-    parser.add_argument("--antennas", type=int, nargs=2, default=(0, 0), metavar=("NT", "NR"),
-                        help="MIMO transmit and receive antennas (default 2 2)")
-    parser.add_argument("--mimo-scheme", default="", choices=MIMO_SCHEMES,
-                        help="svd: precoding with CSI at the transmitter (default); open_loop: LMMSE receiver")
-    parser.add_argument("--csi", default="", choices=CSI_MODES,
-                        help="receiver's channel knowledge for SISO kinds: perfect (default), or ls/lmmse "
-                             "estimates from pilots (paid in channel uses)")
-    parser.add_argument("--pilots", type=int, default=0, help="pilots per coherence block (default 4)")
-    parser.add_argument("--tdl-model", default="", choices=TDL_MODELS, help="3GPP TDL profile (default A)")
-    parser.add_argument("--delay-spread", type=float, default=0.0, help="TDL RMS delay spread in ns (default 300)")
-    parser.add_argument("--speed", type=float, default=0.0, help="TDL terminal speed in m/s (default 0: static)")
+    add_channel_options(parser)
     parser.add_argument("--seed", type=int, help="seed of the channel draws (default: fresh randomness)")
     parser.add_argument("--user", default="cli", help="user id sent with each request")
     parser.add_argument("--use-adapter", action="store_true",
@@ -151,11 +136,8 @@ def add_send_options(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(args, snr_db: float) -> SendOptions:
-    return SendOptions(channel=args.channel, snr_db=snr_db, cbr=args.cbr, mode=args.mode, k_factor=args.k_factor,
-                       coherence_symbols=args.coherence, seed=args.seed, user_id=args.user,
-                       tx_antennas=args.antennas[0], rx_antennas=args.antennas[1], mimo_scheme=args.mimo_scheme,
-                       csi=args.csi, pilots=args.pilots, tdl_model=args.tdl_model,
-                       delay_spread_ns=args.delay_spread, speed_mps=args.speed, use_adapter=args.use_adapter)
+    return SendOptions(channel=args.channel, snr_db=snr_db, cbr=args.cbr, mode=args.mode, seed=args.seed,
+                       user_id=args.user, use_adapter=args.use_adapter, channel_fields=channel_fields(args))
 
 
 def run_send(args) -> int:
@@ -263,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "locally, the shipped sample photos (three Kodak images, samples/) over AWGN "
                                       "and Rayleigh. The full Kodak set: --images ../shared/data/kodak")
     demo.add_argument("--images", default=str(SAMPLE_IMAGES), help=f"folder of images (default {SAMPLE_IMAGES})")
-    demo.add_argument("--channel", nargs="+", default=["awgn", "rayleigh"], choices=CHANNEL_KINDS)
+    demo.add_argument("--channel", nargs="+", default=["awgn", "rayleigh"], choices=channel_kinds())
     demo.add_argument("--snr", nargs="+", type=argtypes.finite, default=[1.0, 10.0, 20.0], help="SNRs in dB (default 1 10 20)")
     demo.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio (default 1/24)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the channel draws (default 0)")

@@ -67,8 +67,7 @@ def codec_system(codec: Codec, mode: DecoderMode = JSCC, decoders: DiffusionDeco
     def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
         encoded = codec.encode(image, spec, cbr)
         transmission = transmit(encoded.symbols[None], spec, make_generator(spec.seed))
-        header = FrameHeader(encoded.symbols.numel(), encoded.grid, encoded.image_size, encoded.token_lengths,
-                             encoded.side_symbols)
+        header = FrameHeader.of(encoded)
         started = time.perf_counter()
         (outcome,) = codec.decode_batch([transmission], [spec], [header], mode, decoders,
                                         None if adapter is None else [adapter])

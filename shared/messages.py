@@ -10,19 +10,14 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-import numpy as np
-import torch
-
 from .adaptation import AdaptationOptions
 from .api.semcom.v1 import semcom_pb2 as pb
-from .channel import ChannelOutput, ChannelSpec
-from .channel.link import Transmission
-from .channel.mimo import MimoChannelOutput, MimoState
+from .channel import ChannelSpec, Transmission, channel_kind
 from .codecs import FrameHeader
 from .symbols import parse_cbr
 from .config import SemcomConfig
 from .diffusion.modes import parse_mode
-from .symbols import pack_complex, parse_cbr, unpack_complex
+from .symbols import pack_complex, parse_cbr
 
 DEFAULT_CBR = Fraction(1, 24)
 DECODER_MODES = ("jscc", "teacher[:N]", "consistency[:s]", "generative[:steps]", "generative-p[:steps]",
@@ -55,64 +50,23 @@ def channel_spec(message: pb.ChannelSpec, config: SemcomConfig) -> ChannelSpec:
     return spec
 
 
-def transmission_to_wire(transmission: Transmission) -> tuple[bytes, pb.ChannelState]:
-    """The received samples (frame payload) and channel state of a one-image transmission."""
-    state = pb.ChannelState(channel_uses=transmission.channel_uses, feedback_bits=transmission.feedback_bits)
-    if transmission.mimo is not None:
-        mimo = transmission.mimo.state
-        state.noise_variance = mimo.noise_variance
-        state.coherence_symbols = mimo.coherence_uses
-        state.num_blocks = mimo.channel.shape[1]
-        state.rx_antennas, state.tx_antennas = mimo.channel.shape[-2:]
-        state.channel_matrices = pack_complex(mimo.channel[0].flatten())
-        if mimo.combiner is not None:
-            state.combiners = pack_complex(mimo.combiner[0].flatten())
-            state.singular_values = mimo.singular_values[0].float().numpy().astype("<f4").tobytes()
-        return pack_complex(transmission.mimo.received[0].flatten()), state
-    siso = transmission.siso
-    state.noise_variance = siso.noise_variance
-    state.coherence_symbols = siso.coherence_symbols
-    if siso.block_gains is not None:
-        state.block_gains = pack_complex(siso.block_gains[0])
-        state.num_blocks = siso.block_gains.shape[1]
-    if transmission.received_pilots is not None:
-        state.num_blocks, state.pilots_per_block = transmission.received_pilots.shape[1:]
-        state.received_pilots = pack_complex(transmission.received_pilots[0].flatten())
-    return pack_complex(siso.received[0]), state
+def transmission_to_wire(transmission: Transmission, spec: ChannelSpec) -> tuple[bytes, pb.ChannelState]:
+    """The received samples (frame payload) and channel state of a one-image transmission over
+    ``spec``'s kind (:meth:`~shared.channel.ChannelKind.to_wire`). The wire format is the one of
+    every earlier release: each kind fills the ``ChannelState`` fields it uses."""
+    samples, fields = channel_kind(spec.kind).to_wire(transmission)
+    return pack_complex(samples), pb.ChannelState(**fields)
 
 
 def transmission_from_wire(symbols: bytes, n_symbols: int, state: pb.ChannelState, spec: ChannelSpec) -> Transmission:
     """Inverse of :func:`transmission_to_wire` (``ValueError`` on inconsistent sizes)."""
-    if spec.kind == "mimo":
-        nb, nr, nt = state.num_blocks, state.rx_antennas, state.tx_antennas
-        scheme = spec.mimo_scheme
-        streams = min(nt, nr) if scheme == "svd" else nt
-        uses = -(-n_symbols // streams)
-        h = unpack_complex(state.channel_matrices, nb * nr * nt).reshape(1, nb, nr, nt)
-        u = sigma = None
-        if scheme == "svd":
-            u = unpack_complex(state.combiners, nb * nr * streams).reshape(1, nb, nr, streams)
-            if len(state.singular_values) != 4 * nb * streams:
-                raise ValueError("singular values do not match the MIMO state's size")
-            sigma = torch.from_numpy(np.frombuffer(state.singular_values, dtype="<f4").copy()).reshape(1, nb, streams)
-        received = unpack_complex(symbols, uses * nr).reshape(1, uses, nr)
-        mimo_state = MimoState(scheme, h, u, sigma, state.coherence_symbols, state.noise_variance)
-        return Transmission(None, MimoChannelOutput(received, mimo_state, n_symbols), None, state.channel_uses,
-                            state.feedback_bits)
-    received = unpack_complex(symbols, n_symbols)[None]
-    gains = unpack_complex(state.block_gains, state.num_blocks)[None] if state.block_gains else None
-    pilots = None
-    if state.received_pilots:
-        count = state.num_blocks * state.pilots_per_block
-        pilots = unpack_complex(state.received_pilots, count).reshape(1, state.num_blocks, state.pilots_per_block)
-    siso = ChannelOutput(received, gains, state.coherence_symbols or n_symbols, state.noise_variance)
-    return Transmission(siso, None, pilots, state.channel_uses)
+    return channel_kind(spec.kind).from_wire(symbols, n_symbols, state, spec)
 
 
 def frame_header(frame: pb.SymbolFrame) -> FrameHeader:
     """What a codec reads of a frame's fields (:meth:`~shared.codecs.Codec.check_frame`)."""
     return FrameHeader(frame.num_symbols, (frame.grid_height, frame.grid_width), (frame.image_height, frame.image_width),
-                       tuple(frame.token_lengths), frame.side_channel_symbols)
+                       tuple(frame.token_lengths), frame.side_channel_symbols, frame.power_scale)
 
 
 def target_cbr(value: float) -> Fraction:

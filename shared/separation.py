@@ -29,7 +29,7 @@ the link (the side channel of :mod:`shared.side_channel` too).
 Modulation and code rate (:func:`choose_scheme`) are picked from the nominal SNR and the
 channel kind, never from the realized channel: the highest spectral efficiency ``m * r`` whose
 threshold in the kind's table plus that table's margin is at most ``spec.snr_db``
-(:data:`THRESHOLDS_DB`, :data:`SELECTION_MARGIN_DB`, :data:`THRESHOLD_TABLE`). The thresholds
+(:data:`THRESHOLDS_DB`, :data:`SELECTION_MARGIN_DB`, each kind's ``threshold_table``). The thresholds
 are file-level, not codeword-level: a file is lost when any one of its codewords fails, so
 each threshold is where a whole file of :data:`FILE_CODEWORDS` maximum-length codewords got
 through (:func:`measure_file_threshold`), measured over AWGN and over Rayleigh block fading
@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .channel import ChannelSpec, make_generator
+from .channel import ChannelSpec, channel_kind, make_generator
 from .channel.equalizers import EqualizedSymbols
 from .channel.link import receive, transmit
 from .symbols import parse_cbr
@@ -127,12 +127,6 @@ checked with fresh files at threshold + 1.0 dB (QPSK 1/3, 1/2, 16-QAM 1/3: 3 fil
 + 1.5 dB (16-QAM 1/2, 2/3, 64-QAM 1/2: 2 files each): none lost. These checks (0 of 525
 codewords) bound the codeword error rate there below ~0.6 % (95 %), not the 3e-4 a 1 % loss of
 35-codeword files needs: the Rayleigh margin is a judgement, not a measurement."""
-
-THRESHOLD_TABLE = {"awgn": "awgn", "rayleigh": "rayleigh", "rician": "rayleigh", "mimo": "rayleigh", "tdl": "rayleigh"}
-"""Channel kind -> the table of :data:`THRESHOLDS_DB` its scheme is chosen from. Only AWGN and
-Rayleigh (64-symbol blocks, perfect CSI) were measured; every other fading kind, and other
-coherence lengths or estimated CSI, use the Rayleigh table as an approximation (conservative
-for Rician, which fades less; not measured for MIMO, TDL, fast fading or pilot CSI)."""
 
 FILE_CODEWORDS = 35
 """Codewords of the measured file: a Kodak image (768 x 512) at CBR 1/24 is 49152 symbols, 35
@@ -390,11 +384,11 @@ def choose_scheme(
     snr_db: float, kind: str = "awgn", fallback: tuple[str, Fraction] = ("qpsk", CODE_RATES[0])
 ) -> tuple[str, Fraction]:
     """The (modulation, code rate) of the highest spectral efficiency whose threshold in the
-    table of ``kind`` (:data:`THRESHOLD_TABLE`, :data:`THRESHOLDS_DB`) plus that table's
+    table of ``kind`` (its block's :attr:`~shared.channel.ChannelKind.threshold_table`, :data:`THRESHOLDS_DB`) plus that table's
     :data:`SELECTION_MARGIN_DB` is met at ``snr_db`` (ties: the lower threshold); ``fallback``
     when none is (default QPSK at the lowest rate, the most robust pair of the tables: the file
     is then sent, likely lost)."""
-    table = THRESHOLD_TABLE[kind]
+    table = channel_kind(kind).threshold_table
     thresholds, margin = THRESHOLDS_DB[table], SELECTION_MARGIN_DB[table]
     feasible = [pair for pair, threshold in thresholds.items() if threshold + margin <= snr_db]
     return max(feasible, key=lambda p: (MODULATIONS[p[0]] * p[1], -thresholds[p]), default=fallback)

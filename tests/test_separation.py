@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from shared import separation
-from shared.channel import ChannelSpec, make_generator, per_symbol_gains
+from shared.channel import ChannelSpec, channel_kind, make_generator, per_symbol_gains
 from shared.channel.diagnostics import ber_awgn
 from shared.channel.link import receive, transmit
 
@@ -86,7 +86,7 @@ SNRS = [snr / 4 for snr in range(-20, 161)]  # -5 to 40 dB in 0.25 dB steps
 
 @pytest.mark.parametrize("kind", ["awgn", "rayleigh", "rician", "mimo", "tdl"])
 def test_scheme_choice_meets_its_threshold_and_grows_with_snr(kind):
-    table = separation.THRESHOLD_TABLE[kind]
+    table = channel_kind(kind).threshold_table
     assert table == ("awgn" if kind == "awgn" else "rayleigh")  # every fading kind: the Rayleigh table
     thresholds, margin = separation.THRESHOLDS_DB[table], separation.SELECTION_MARGIN_DB[table]
     chosen = [separation.choose_scheme(snr, kind) for snr in SNRS]

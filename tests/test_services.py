@@ -85,7 +85,7 @@ def test_bad_input_answered_and_stream_goes_on(chain):
         "cbr-unserved": (SendOptions(cbr=0.1).request("cbr-unserved", good), grpc.StatusCode.INVALID_ARGUMENT, "served"),
         "kind": (SendOptions(channel="teleport").request("kind", good), grpc.StatusCode.INVALID_ARGUMENT, "channel kind"),
         "mode": (SendOptions(mode="magic").request("mode", good), grpc.StatusCode.INVALID_ARGUMENT, "mode"),
-        "k-neg": (SendOptions(channel="rician", k_factor=-1).request("k-neg", good), grpc.StatusCode.INVALID_ARGUMENT, "K"),
+        "k-neg": (SendOptions(channel="rician", channel_fields={"k_factor": -1}).request("k-neg", good), grpc.StatusCode.INVALID_ARGUMENT, "K"),
     }
     mimo = SendOptions(channel="mimo").request("mimo-pilots", good)
     mimo.channel.csi = "lmmse"

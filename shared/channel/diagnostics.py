@@ -5,7 +5,7 @@ Chain: random bits -> Gray-labelled unit-energy QAM (Sionna ``Mapper``) -> the c
 zero-forcing with the true channel (perfect CSI) -> hard decisions (Sionna max-log ``Demapper``,
 which with equal priors is the nearest-point decision) -> bit errors. Per kind:
 
-* ``awgn``, ``rayleigh``, ``rician``: :func:`.models.apply_channel`, then ``y / h``.
+* ``awgn``, ``rayleigh``, ``rician``: :func:`.flat.apply_channel`, then ``y / h``.
 * ``tdl``: :func:`.link.transmit`, then ``y / H`` per resource element with the returned per-symbol
   gains. Each modulation's symbols go out as independent links of one OFDM slot each (rows of
   :attr:`.tdl.TDLConfig.grid_symbols`), so that the measurement spans many channel realizations:
@@ -61,7 +61,6 @@ Theory, with ``g = Es/N0`` (linear, per complex symbol, Es = 1) and ``x = |h|^2`
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,171 +68,31 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import integrate, special
+from scipy import special
 
 from .equalizers import EqualizedSymbols, per_symbol_gains, zf_equalize
+from .flat import apply_channel
 from .link import transmit
-from .mimo import MimoChannelOutput, mimo_receive
-from .models import ChannelOutput, ChannelSpec, apply_channel, make_generator
-from .tdl import TDLConfig
+from .mimo import MimoChannelOutput, mimo_detector, mimo_receive
+from .models import ChannelOutput, make_generator
+from .spec import ChannelSpec, channel_kind
+from .tdl import TDLConfig, tdl_k_factor
+from .theory import (MODULATIONS, ber_awgn, ber_gamma, ber_rayleigh, ber_rician, ber_wishart,  # noqa: F401
+                     q_function, rician_expectation, rician_power_pdf, wishart_eigenvalue_pdf, wishart_expectation)
 
 KINDS = ("awgn", "rayleigh", "rician", "mimo", "tdl")
-"""The channel kinds diagnosed: all of :data:`.models.CHANNEL_KINDS`."""
+"""The channel kinds :func:`simulate` measures (the shipped ones); every registered kind has
+:func:`ber_theory` through its block."""
 
 DEEP_FADE = 0.1
 """|h|^2 (MIMO: σ_i^2, ZF gain) below which a gain counts as a deep fade (linear; -10 dB)."""
 
 
-@dataclass(frozen=True)
-class Modulation:
-    """A Gray-labelled square QAM with exact AWGN bit-error rate ``sum_i w_i Q(a_i sqrt(Es/N0))``.
-
-    Attributes:
-        bits_per_symbol: bits per complex symbol.
-        ber_terms: the ``(w_i, a_i)`` pairs.
-    """
-
-    bits_per_symbol: int
-    ber_terms: tuple[tuple[float, float], ...]
-
-
-MODULATIONS = {
-    "qpsk": Modulation(2, ((1.0, 1.0),)),
-    "16qam": Modulation(4, ((0.75, 1 / math.sqrt(5)), (0.5, 3 / math.sqrt(5)), (-0.25, 5 / math.sqrt(5)))),
-}
-
-
-def q_function(x: float) -> float:
-    """Gaussian tail ``Q(x) = P(N(0, 1) > x)``."""
-    return 0.5 * math.erfc(x / math.sqrt(2.0))
-
-
-def ber_awgn(modulation: str, snr_db: float) -> float:
-    """Exact uncoded BER of Gray ``modulation`` over AWGN at Es/N0 = ``snr_db``."""
-    g = 10.0 ** (snr_db / 10.0)
-    return sum(w * q_function(a * math.sqrt(g)) for w, a in MODULATIONS[modulation].ber_terms)
-
-
-def _faded_q(c: float, shape: int = 1) -> float:
-    """``E[Q(sqrt(2 c x))]`` for ``x ~ Gamma(shape, 1)`` (``shape`` 1: Exp(1)), in closed form."""
-    mu = math.sqrt(c / (1.0 + c))
-    return ((1.0 - mu) / 2.0) ** shape * sum(math.comb(shape - 1 + k, k) * ((1.0 + mu) / 2.0) ** k
-                                             for k in range(shape))
-
-
-def ber_rayleigh(modulation: str, snr_db: float) -> float:
-    """Closed-form uncoded BER over Rayleigh fading (E|h|^2 = 1, perfect CSI) at average Es/N0 = ``snr_db``."""
-    return ber_gamma(modulation, snr_db, 1)
-
-
-def ber_gamma(modulation: str, snr_db: float, shape: int) -> float:
-    """Closed-form uncoded BER at Es/N0 = ``snr_db`` times a Gamma(``shape``, 1) gain (mean ``shape``):
-    ``shape``-branch maximum-ratio combining, or one stream of Nt x Nr ZF detection with
-    ``shape = Nr - Nt + 1``; ``shape`` 1 is Rayleigh."""
-    g = 10.0 ** (snr_db / 10.0)
-    return sum(w * _faded_q(a * a * g / 2.0, shape) for w, a in MODULATIONS[modulation].ber_terms)
-
-
-def rician_power_pdf(x: float, k_factor: float) -> float:
-    """pdf of ``|h|^2`` for Rician fading with K = ``k_factor`` and E|h|^2 = 1 (K = 0: Exp(1))."""
-    z = 2.0 * math.sqrt(k_factor * (k_factor + 1.0) * x)
-    return (k_factor + 1.0) * math.exp(z - k_factor - (k_factor + 1.0) * x) * special.i0e(z)
-
-
-def wishart_eigenvalue_pdf(x: float, n_tx: int, n_rx: int) -> float:
-    """pdf of one unordered eigenvalue of ``H^H H`` (its nonzero ones), H an ``n_rx x n_tx`` matrix of
-    i.i.d. CN(0, 1) entries (Telatar 1999): with ``m = min``, ``n = max`` of the antenna counts,
-    ``(1/m) sum_{k<m} k! / (k+n-m)! [L_k^(n-m)(x)]^2 x^(n-m) e^-x``. Mean ``n``, variance ``m n``."""
-    m, n = min(n_tx, n_rx), max(n_tx, n_rx)
-    if x <= 0.0:
-        return 1.0 if x == 0.0 and n == m else 0.0  # f(0) = 1 when m = n, as L_k^(0)(0) = 1
-    a = n - m
-    laguerre = sum(math.exp(math.lgamma(k + 1) - math.lgamma(k + a + 1)) * special.eval_genlaguerre(k, a, x) ** 2
-                   for k in range(m))
-    return laguerre * math.exp(a * math.log(x) - x) / m
-
-
-def _expectation(f, pdf, split: float, upper: float = math.inf) -> float:
-    """``E[f(x); x < upper]`` under ``pdf``, by adaptive quadrature split at ``split`` (about the mean)."""
-    integrand = lambda x: f(x) * pdf(x)  # noqa: E731
-    pieces = [(0.0, min(split, upper))] + ([(split, upper)] if upper > split else [])
-    return sum(integrate.quad(integrand, lo, hi, epsabs=0.0, epsrel=1e-9, limit=200)[0] for lo, hi in pieces)
-
-
-def _rician_expectation(f, k_factor: float, upper: float = math.inf) -> float:
-    """``E[f(|h|^2); |h|^2 < upper]`` under Rician K, by adaptive quadrature split at the mean 1."""
-    return _expectation(f, lambda x: rician_power_pdf(x, k_factor), 1.0, upper)
-
-
-def _wishart_expectation(f, n_tx: int, n_rx: int, upper: float = math.inf) -> float:
-    """``E[f(λ); λ < upper]`` over the unordered Wishart eigenvalue, split at its mean ``max(n_tx, n_rx)``."""
-    return _expectation(f, lambda x: wishart_eigenvalue_pdf(x, n_tx, n_rx), float(max(n_tx, n_rx)), upper)
-
-
-def _averaged_ber(modulation: str, snr_db: float, expectation) -> float:
-    g = 10.0 ** (snr_db / 10.0)
-    terms = MODULATIONS[modulation].ber_terms
-    return expectation(lambda x: sum(w * q_function(a * math.sqrt(g * x)) for w, a in terms))
-
-
-def ber_rician(modulation: str, snr_db: float, k_factor: float) -> float:
-    """Uncoded BER over Rician K fading (perfect CSI) at average Es/N0 = ``snr_db``, by integrating
-    the AWGN BER at Es/N0 * |h|^2 over the pdf of |h|^2; K = inf is AWGN."""
-    if math.isinf(k_factor):
-        return ber_awgn(modulation, snr_db)
-    return _averaged_ber(modulation, snr_db, lambda f: _rician_expectation(f, k_factor))
-
-
-def ber_wishart(modulation: str, snr_db: float, n_tx: int, n_rx: int) -> float:
-    """Uncoded BER of MIMO SVD precoding over i.i.d. Rayleigh ``n_tx x n_rx`` with ZF per sub-channel,
-    averaged over the streams: the AWGN BER at Es/N0 * λ integrated over the unordered Wishart
-    eigenvalue pdf (:func:`wishart_eigenvalue_pdf`)."""
-    return _averaged_ber(modulation, snr_db, lambda f: _wishart_expectation(f, n_tx, n_rx))
-
-
-@functools.lru_cache(maxsize=None)
-def tdl_k_factor(model: str) -> float:
-    """Rician K of the per-resource-element gain of 3GPP TDL ``model`` (module docstring): the
-    line-of-sight power over all scattered power, from the profile Sionna loads (the one
-    :mod:`.tdl` simulates); 0 for the NLOS profiles A, B, C. Imports Sionna on first use."""
-    with torch.random.fork_rng():  # importing Sionna reseeds torch's global generators
-        import sionna.phy.channel.tr38901 as tr38901
-    config = TDLConfig(model)
-    config.validate()
-    tdl = tr38901.TDL(model, delay_spread=config.delay_spread_ns * 1e-9,
-                      carrier_frequency=config.carrier_frequency, device="cpu")
-    if not tdl.los:
-        return 0.0
-    los = float(tdl.mean_power_los)
-    return los / (float(tdl.mean_powers.double().sum()) - los)
-
-
-def mimo_detector(spec: ChannelSpec) -> str:
-    """The :func:`.mimo.mimo_receive` equalizer the diagnostics use for a ``mimo`` spec: ``zf``
-    (per sub-channel for ``svd``; ZF detection for ``open_loop`` with Nr >= Nt), else ``mmse``."""
-    return "zf" if spec.mimo_scheme == "svd" or spec.rx_antennas >= spec.tx_antennas else "mmse"
-
-
 def ber_theory(modulation: str, spec: ChannelSpec) -> float | None:
     """Uncoded BER of ``modulation`` over the channel of ``spec`` (independent of the coherence length)
-    with the receiver of :func:`simulate`; ``None`` where there is no theory (``open_loop`` MIMO with
-    Nr < Nt, LMMSE detection)."""
-    if spec.kind == "awgn":
-        return ber_awgn(modulation, spec.snr_db)
-    if spec.kind == "rayleigh":
-        return ber_rayleigh(modulation, spec.snr_db)
-    if spec.kind == "rician":
-        return ber_rician(modulation, spec.snr_db, spec.k_factor)
-    if spec.kind == "mimo":
-        if spec.mimo_scheme == "svd":
-            return ber_wishart(modulation, spec.snr_db, spec.tx_antennas, spec.rx_antennas)
-        if mimo_detector(spec) == "zf":
-            return ber_gamma(modulation, spec.snr_db, spec.rx_antennas - spec.tx_antennas + 1)
-        return None
-    if spec.kind == "tdl":
-        k = tdl_k_factor(spec.tdl_model)
-        return ber_rayleigh(modulation, spec.snr_db) if k == 0.0 else ber_rician(modulation, spec.snr_db, k)
-    raise ValueError(f"no BER theory for channel kind {spec.kind!r}; diagnosed kinds: {', '.join(KINDS)}")
+    with the receiver of :func:`simulate`, from the kind's block (:meth:`~.base.ChannelKind.ber_theory`);
+    ``None`` where there is no theory (``open_loop`` MIMO with Nr < Nt, LMMSE detection)."""
+    return channel_kind(spec.kind).ber_theory(modulation, spec)
 
 
 def estimate_k_factor(power: torch.Tensor) -> float:
@@ -472,7 +331,7 @@ def _mimo_summary(sim: Simulation) -> tuple[Measured, dict[str, Measured], int]:
         "eigenvalue_mean": Measured(eigen.mean().item(), float(n)),
         "eigenvalue_variance": Measured(eigen.var().item(), float(m * n)),
         "eigenvalue_deep_fade_fraction": Measured(_fraction(eigen < DEEP_FADE),
-                                                  _wishart_expectation(lambda x: 1.0, n_tx, n_rx, DEEP_FADE)),
+                                                  wishart_expectation(lambda x: 1.0, n_tx, n_rx, DEEP_FADE)),
     }
     if state.scheme == "open_loop" and sim.detector == "zf":
         hh = h.conj().transpose(-1, -2)
@@ -506,7 +365,7 @@ def summarize(sim: Simulation) -> ChannelStats:
             "power_variance": Measured(power.var().item(), 1.0 - los**2),  # = (2K + 1) / (K + 1)^2
             "k_factor": Measured(estimate_k_factor(power), k_fading),
             "deep_fade_fraction": Measured(_fraction(power < DEEP_FADE), 0.0 if math.isinf(k_fading)
-                                           else _rician_expectation(lambda x: 1.0, k_fading, DEEP_FADE)),
+                                           else rician_expectation(lambda x: 1.0, k_fading, DEEP_FADE)),
         }
         draws = sim.links if spec.kind == "tdl" else power.numel()
         coherence = None if spec.kind == "tdl" else channel.coherence_symbols
@@ -527,13 +386,7 @@ def summarize(sim: Simulation) -> ChannelStats:
 
 def describe_channel(spec: ChannelSpec, detector: str = "zf") -> str:
     """A short description of the channel and the receiver, for titles."""
-    if spec.kind == "mimo":
-        receiver = {"svd": "ZF per sub-channel", "zf": "ZF detection", "mmse": "LMMSE detection / gain"}
-        return (f"mimo {spec.tx_antennas}x{spec.rx_antennas} {spec.mimo_scheme} "
-                f"({receiver['svd' if spec.mimo_scheme == 'svd' else detector]})")
-    if spec.kind == "tdl":
-        return f"tdl TDL-{spec.tdl_model}, delay spread {spec.delay_spread_ns:g} ns, {spec.speed_mps:g} m/s"
-    return spec.kind
+    return channel_kind(spec.kind).describe(spec, detector)
 
 
 def plot_constellations(sim: Simulation, path: str | Path, max_points: int = 3000) -> Path:

@@ -34,7 +34,7 @@ use then carries ``Ns`` symbols and total transmit energy ``Ns`` summed over the
 channel use, and an image costs the same energy ``n * Es`` over any antenna configuration
 as over SISO. (For total transmit energy 1 per channel use, pass ``snr_db - 10 log10(Ns)``.)
 
-1 x 1 ``open_loop`` is the SISO Rayleigh channel of :func:`.models.apply_channel` with
+1 x 1 ``open_loop`` is the SISO Rayleigh channel of :func:`.flat.apply_channel` with
 ``coherence_symbols = coherence_uses``: same seed, same draws (noise first, then H).
 """
 
@@ -43,11 +43,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .base import ChannelKind, ChannelOption, Transmission, register_channel_kind
 from .equalizers import EQUALIZERS, EqualizedSymbols
+from .flat import COHERENCE
 from .models import complex_normal, noise_variance
+from .spec import ChannelSpec
+from .theory import ber_gamma, ber_wishart
+from ..symbols import pack_complex, unpack_complex
 
 MIMO_SCHEMES = ("svd", "open_loop")
 
@@ -262,3 +268,82 @@ def _linear_detect(y: torch.Tensor, h: torch.Tensor, regularization: float, n0: 
     interference = power.sum(-1) - gain_power
     noise = n0 * (w.real**2 + w.imag**2).sum(-1)
     return y @ w.transpose(-1, -2), torch.diagonal(g, dim1=-2, dim2=-1).real, interference + noise
+
+
+def mimo_spec(spec: ChannelSpec) -> MimoSpec:
+    """The :class:`MimoSpec` of a ``mimo`` :class:`~.spec.ChannelSpec`."""
+    return MimoSpec(spec.tx_antennas, spec.rx_antennas, spec.snr_db, spec.mimo_scheme, spec.coherence_symbols, spec.seed)
+
+
+def mimo_detector(spec: ChannelSpec) -> str:
+    """The :func:`mimo_receive` equalizer the diagnostics use for a ``mimo`` spec: ``zf``
+    (per sub-channel for ``svd``; ZF detection for ``open_loop`` with Nr >= Nt), else ``mmse``."""
+    return "zf" if spec.mimo_scheme == "svd" or spec.rx_antennas >= spec.tx_antennas else "mmse"
+
+
+@register_channel_kind("mimo")
+class MIMO(ChannelKind):
+    """``mimo``: Nt x Nr block-fading Rayleigh, ``svd`` or ``open_loop`` (module docstring).
+    Inputs: (B, n) complex64 symbols. Outputs: (B, ceil(n / Ns), Nr) received and the
+    :class:`MimoState`; the receiver's (B, n) equalized symbols in the original order."""
+
+    options = (ChannelOption("--antennas", ("tx_antennas", "rx_antennas"), int,
+                             "MIMO transmit and receive antennas", metavar=("NT", "NR")),
+               ChannelOption("--mimo-scheme", ("mimo_scheme",), str,
+                             "svd: precoding with CSI at the transmitter; open_loop: no precoding, LMMSE receiver", choices=MIMO_SCHEMES),
+               COHERENCE)
+
+    def validate(self, spec: ChannelSpec) -> None:
+        super().validate(spec)
+        mimo_spec(spec).validate()
+
+    def transmit(self, symbols: torch.Tensor, spec: ChannelSpec, generator: torch.Generator | None) -> Transmission:
+        """SVD precoding or open loop; the feedback of V is counted in ``feedback_bits``."""
+        mspec = mimo_spec(spec)
+        output = mimo_channel(symbols, mspec, generator)
+        return Transmission(None, output, None, output.channel_uses, feedback_cost(mspec, symbols.shape[1]).total_bits)
+
+    def receive(self, transmission: Transmission, spec: ChannelSpec) -> EqualizedSymbols:
+        """U^H combining + MMSE per sub-channel (``svd``) or LMMSE detection (``open_loop``)."""
+        return mimo_receive(transmission.mimo, "mmse")
+
+    def to_wire(self, transmission: Transmission) -> tuple[torch.Tensor, dict]:
+        mimo = transmission.mimo.state
+        state = {"channel_uses": transmission.channel_uses, "feedback_bits": transmission.feedback_bits,
+                 "noise_variance": mimo.noise_variance, "coherence_symbols": mimo.coherence_uses,
+                 "num_blocks": mimo.channel.shape[1], "rx_antennas": mimo.channel.shape[-2],
+                 "tx_antennas": mimo.channel.shape[-1], "channel_matrices": pack_complex(mimo.channel[0].flatten())}
+        if mimo.combiner is not None:
+            state |= {"combiners": pack_complex(mimo.combiner[0].flatten()),
+                      "singular_values": mimo.singular_values[0].float().numpy().astype("<f4").tobytes()}
+        return transmission.mimo.received[0].flatten(), state
+
+    def from_wire(self, samples: bytes, n_symbols: int, state, spec: ChannelSpec) -> Transmission:
+        nb, nr, nt = state.num_blocks, state.rx_antennas, state.tx_antennas
+        scheme = spec.mimo_scheme
+        streams = min(nt, nr) if scheme == "svd" else nt
+        uses = -(-n_symbols // streams)
+        h = unpack_complex(state.channel_matrices, nb * nr * nt).reshape(1, nb, nr, nt)
+        u = sigma = None
+        if scheme == "svd":
+            u = unpack_complex(state.combiners, nb * nr * streams).reshape(1, nb, nr, streams)
+            if len(state.singular_values) != 4 * nb * streams:
+                raise ValueError("singular values do not match the MIMO state's size")
+            sigma = torch.from_numpy(np.frombuffer(state.singular_values, dtype="<f4").copy()).reshape(1, nb, streams)
+        received = unpack_complex(samples, uses * nr).reshape(1, uses, nr)
+        mimo_state = MimoState(scheme, h, u, sigma, state.coherence_symbols, state.noise_variance)
+        return Transmission(None, MimoChannelOutput(received, mimo_state, n_symbols), None, state.channel_uses,
+                            state.feedback_bits)
+
+    def ber_theory(self, modulation: str, spec: ChannelSpec) -> float | None:
+        """Wishart-averaged BER (``svd``), the Gamma(Nr - Nt + 1) one of ZF detection, else none."""
+        if spec.mimo_scheme == "svd":
+            return ber_wishart(modulation, spec.snr_db, spec.tx_antennas, spec.rx_antennas)
+        if mimo_detector(spec) == "zf":
+            return ber_gamma(modulation, spec.snr_db, spec.rx_antennas - spec.tx_antennas + 1)
+        return None
+
+    def describe(self, spec: ChannelSpec, detector: str = "zf") -> str:
+        receiver = {"svd": "ZF per sub-channel", "zf": "ZF detection", "mmse": "LMMSE detection / gain"}
+        return (f"mimo {spec.tx_antennas}x{spec.rx_antennas} {spec.mimo_scheme} "
+                f"({receiver['svd' if spec.mimo_scheme == 'svd' else detector]})")

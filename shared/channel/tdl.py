@@ -20,6 +20,7 @@ per-grid normalization would remove the slow fading of narrow grids).
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from contextlib import contextmanager
@@ -27,7 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .base import ChannelKind, ChannelOption, Transmission, register_channel_kind
 from .models import ChannelOutput, noise_variance
+from .spec import ChannelSpec
+from .theory import ber_rayleigh, ber_rician
 
 TDL_MODELS = ("A", "B", "C", "D", "E")
 
@@ -163,3 +167,50 @@ def apply_tdl_ofdm(symbols: torch.Tensor, config: TDLConfig, snr_db: float, seed
     received = y.reshape(batch, -1)[:, :n]
     gains = h_freq.reshape(batch, -1)[:, :n]
     return TDLChannelOutput(received, gains, 1, n0, num_grids)
+
+
+@functools.lru_cache(maxsize=None)
+def tdl_k_factor(model: str) -> float:
+    """Rician K of the per-resource-element gain of 3GPP TDL ``model`` (:mod:`.diagnostics` docstring): the
+    line-of-sight power over all scattered power, from the profile Sionna loads (the one
+    :func:`apply_tdl_ofdm` simulates); 0 for the NLOS profiles A, B, C. Imports Sionna on first use."""
+    with torch.random.fork_rng():  # importing Sionna reseeds torch's global generators
+        import sionna.phy.channel.tr38901 as tr38901
+    config = TDLConfig(model)
+    config.validate()
+    tdl = tr38901.TDL(model, delay_spread=config.delay_spread_ns * 1e-9,
+                      carrier_frequency=config.carrier_frequency, device="cpu")
+    if not tdl.los:
+        return 0.0
+    los = float(tdl.mean_power_los)
+    return los / (float(tdl.mean_powers.double().sum()) - los)
+
+
+@register_channel_kind("tdl")
+class TDL(ChannelKind):
+    """``tdl``: 3GPP TDL-A..E over OFDM (module docstring). Inputs: (B, n) complex64 symbols.
+    Outputs: (B, n) received and (B, n) per-resource-element gains (perfect CSI); the receiver
+    equalizes per resource element (MMSE)."""
+
+    options = (ChannelOption("--tdl-model", ("tdl_model",), str, "3GPP TDL profile", choices=TDL_MODELS),
+               ChannelOption("--delay-spread", ("delay_spread_ns",), float, "TDL RMS delay spread in ns",
+                             metavar="NS"),
+               ChannelOption("--speed", ("speed_mps",), float, "TDL terminal speed in m/s",
+                             metavar="MPS"))
+
+    def validate(self, spec: ChannelSpec) -> None:
+        super().validate(spec)
+        TDLConfig(spec.tdl_model, spec.delay_spread_ns, spec.speed_mps).validate()
+
+    def transmit(self, symbols: torch.Tensor, spec: ChannelSpec, generator: torch.Generator | None) -> Transmission:
+        """Sionna draws the channel from ``spec.seed`` (not ``generator``)."""
+        config = TDLConfig(spec.tdl_model, spec.delay_spread_ns, spec.speed_mps)
+        return Transmission(apply_tdl_ofdm(symbols, config, spec.snr_db, spec.seed), None, None, symbols.shape[1])
+
+    def ber_theory(self, modulation: str, spec: ChannelSpec) -> float:
+        """Rayleigh for the NLOS profiles, Rician with the profile's K for D and E."""
+        k = tdl_k_factor(spec.tdl_model)
+        return ber_rayleigh(modulation, spec.snr_db) if k == 0.0 else ber_rician(modulation, spec.snr_db, k)
+
+    def describe(self, spec: ChannelSpec, detector: str = "zf") -> str:
+        return f"tdl TDL-{spec.tdl_model}, delay spread {spec.delay_spread_ns:g} ns, {spec.speed_mps:g} m/s"

@@ -74,6 +74,7 @@ class FrameHeader:
         image_size: (H, W) of the original image.
         token_lengths: as :attr:`EncodedFrame.token_lengths`.
         side_symbols: as :attr:`EncodedFrame.side_symbols`.
+        power_scale: as :attr:`EncodedFrame.power_scale` (the learned codecs do not need it).
     """
 
     num_symbols: int
@@ -81,6 +82,13 @@ class FrameHeader:
     image_size: tuple[int, int]
     token_lengths: tuple[int, ...] = ()
     side_symbols: int = 0
+    power_scale: float = 1.0
+
+    @classmethod
+    def of(cls, encoded: EncodedFrame) -> "FrameHeader":
+        """The header the receiver reads for a frame the transmitter encoded."""
+        return cls(encoded.symbols.numel(), encoded.grid, encoded.image_size, encoded.token_lengths,
+                   encoded.side_symbols, encoded.power_scale)
 
 
 @dataclass
