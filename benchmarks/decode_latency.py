@@ -29,7 +29,7 @@ from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import transmit
 from shared.symbols import parse_cbr
 from shared.config import load_config
-from shared.diffusion.modes import parse_mode
+from shared.decoding import parse_mode
 from shared.imageio import load_image_file
 from shared.models.io import load_model
 from shared.codecs import codec_for

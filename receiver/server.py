@@ -7,7 +7,7 @@ when present) decodes them. A full queue answers RESOURCE_EXHAUSTED at once; a j
 deadline passed is answered DEADLINE_EXCEEDED without compute; a cancelled stream's
 queued jobs are dropped.
 
-Decoder modes (:mod:`shared.diffusion.modes`): ``jscc``; a latent diffusion denoiser (teacher
+Decoder modes (:mod:`shared.decoding`): ``jscc``; a latent diffusion denoiser (teacher
 ODE or consistency student) between equalization and the JSCC decoder; or the generative image
 decoder, or the semantic fine-tuning module (``finetune``), after it. Frames batch only with
 frames of the same mode.
@@ -36,7 +36,7 @@ from shared.adaptation import AdapterCache
 from shared.codecs import Codec, FrameLost
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
-from shared.diffusion.modes import DecoderMode, DiffusionDecoders, parse_mode
+from shared.decoding import DecoderMode, DiffusionDecoders, parse_mode
 from shared.messages import channel_spec, frame_header, transmission_from_wire
 from shared.models.latent_adapter import LatentAdapter
 from shared.rpc import code_for_exception, error_result

@@ -81,9 +81,9 @@ from tqdm import tqdm
 
 from shared.channel import ChannelSpec
 from shared.symbols import parse_cbr
-from shared.diffusion.modes import parse_mode
-from shared.config import (BASELINE_WEIGHTS, CONSISTENCY_WEIGHTS, FINETUNE_WEIGHTS, GENERATIVE_WEIGHTS,
-                           RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS, SAMPLE_IMAGES, TEACHER_WEIGHTS, load_config)
+from shared.decoding import mode_forms, mode_weights, parse_mode
+from shared.config import BASELINE_WEIGHTS, RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS,
+                           SAMPLE_IMAGES, KODAK_IMAGES, SemcomConfig, load_config
 from shared.evaluation import (System, capacity_system, channel_seed, codec_system, perturbed_system,
                                separation_system)
 from shared.config import VAE_UPSAMPLER_WEIGHTS
@@ -153,9 +153,8 @@ def build_systems(args, device: str) -> dict[str, System]:
     modes = [parse_mode(mode) for mode in args.modes] if "adaptive" in args.systems else []
     if modes:
         codec = load_model(args.adaptive_weights, device)
-        config = load_config(device=device, teacher_weights=args.teacher_weights,
-                             consistency_weights=args.consistency_weights, generative_weights=args.generative_weights,
-                             finetune_weights=args.finetune_weights)
+        config = load_config(device=device, **{w.config_field: getattr(args, w.config_field)
+                                               for w in mode_weights().values()})
         decoders = load_diffusion_decoders(config, codec_for(codec)) if any(m.diffusion for m in modes) else None
         for mode in modes:
             if mode.diffusion:
@@ -467,8 +466,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=["deepjscc"],
                         help=f"systems to compare: {', '.join(SYSTEMS)} (default deepjscc)")
     parser.add_argument("--modes", nargs="+", default=["jscc"],
-                        help="decoder modes of the adaptive codec, each its own system: jscc, teacher[:N], "
-                             "consistency[:s], generative[:steps], generative-p[:steps], finetune (default jscc)")
+                        help=f"decoder modes of the adaptive codec, each its own system: {', '.join(mode_forms())} "
+                             "(default jscc)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     parser.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     parser.add_argument("--adapt", nargs="+", default=[], metavar="IMAGE",
@@ -488,10 +487,10 @@ def add_parser(sub) -> None:
                         help="also run every system on perturbed input, scored against the clean image: "
                              "pgd:LEVEL[:STEPS] (white-box, L2 budget LEVEL*sqrt(HW)) or noise:SNR (dB); "
                              "labelled <system>@<spec>")
-    parser.add_argument("--teacher-weights", default=str(TEACHER_WEIGHTS), help="diffusion teacher weights")
-    parser.add_argument("--consistency-weights", default=str(CONSISTENCY_WEIGHTS), help="consistency student weights")
-    parser.add_argument("--generative-weights", default=str(GENERATIVE_WEIGHTS), help="generative image decoder weights")
-    parser.add_argument("--finetune-weights", default=str(FINETUNE_WEIGHTS), help="semantic fine-tuning module weights")
+    defaults = SemcomConfig()
+    for weights in mode_weights().values():  # one flag per network a decoder mode needs
+        parser.add_argument("--" + weights.config_field.replace("_", "-"), default=getattr(defaults, weights.config_field),
+                            help=f"{weights.role} weights of the decoder modes that need them")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
     parser.add_argument("--shard", type=eval_shards.parse_shard, metavar="K/N",
                         help="run only the K-th of N disjoint parts of the grid (1 <= K <= N; same seeded draws), "

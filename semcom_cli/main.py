@@ -30,7 +30,7 @@ from tqdm import tqdm
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import channel_kinds
 from shared.config import SAMPLE_IMAGES, load_config
-from shared.messages import DECODER_MODES
+from shared.decoding import PIPELINES, mode_help
 
 from . import adapt, argtypes, bench, channel_stats, evaluate
 from .channel_args import add_channel_options, add_kind_option, channel_fields
@@ -38,8 +38,16 @@ from . import health as health_cli
 from .client import SendOptions, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
 
-STAGES = ("decode_input", "encode", "channel", "equalize", "denoise", "decode", "generate", "end_to_end")
-MODE_STAGES = ("denoise", "generate")  # shown only when a decoder mode spent time in them
+
+def _mode_stages(stage: str) -> tuple[str, ...]:
+    """The latency stages of the decoder modes that run in pipeline ``stage`` (:mod:`shared.decoding`)."""
+    return tuple(dict.fromkeys(p.timer for p in PIPELINES.values() if p.stage == stage))
+
+
+MODE_STAGES = (*_mode_stages("latent"), *_mode_stages("image"))  # shown only when a decoder mode spent time in them
+STAGES = ("decode_input", "encode", "channel", "equalize", *_mode_stages("latent"), "decode", *_mode_stages("image"),
+          "end_to_end")
+"""The per-stage latencies of the table; a mode's stage is shown only when a result spent time in it."""
 
 
 def result_record(path: Path, result: pb.ImageResult, options: SendOptions, output: Path | None) -> dict:
@@ -116,15 +124,7 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
 def add_send_options(parser: argparse.ArgumentParser) -> None:
     add_kind_option(parser)
     parser.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
-    parser.add_argument("--mode", default="jscc",
-                        help=f"decoder mode, served: {', '.join(DECODER_MODES)}. jscc: the JSCC decoder alone; "
-                             "teacher[:N]: the diffusion teacher's ODE from the channel's noise level on an N-step "
-                             "schedule (default 100; more steps at lower SNR); consistency[:s]: the distilled "
-                             "student, 1 step (s: with s-1 resampling rounds); generative[:steps] / generative-p[:steps]: the "
-                             "conditional diffusion image decoder after the JSCC decoder, distortion- / perception-"
-                             "oriented, 1 step by default; finetune: the semantic fine-tuning module (a 4-step "
-                             "diffusion over a prior vector guiding a restoration net) after the JSCC decoder. "
-                             "Default jscc")
+    parser.add_argument("--mode", default="jscc", help=f"decoder mode: {mode_help()}")
     add_channel_options(parser)
     parser.add_argument("--seed", type=int, help="seed of the channel draws (default: fresh randomness)")
     parser.add_argument("--user", default="cli", help="user id sent with each request")

@@ -14,22 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_DIR = REPO_ROOT / "weights"
 BASELINE_WEIGHTS = REPO_ROOT / "weights" / "deepjscc_baseline.safetensors"
 RATE_ADAPTIVE_WEIGHTS = REPO_ROOT / "weights" / "rate_adaptive.safetensors"
 ROBUST_WEIGHTS = REPO_ROOT / "weights" / "rate_adaptive_robust.safetensors"  # robust transmitter, same receiver
-TEACHER_WEIGHTS = REPO_ROOT / "weights" / "latent_teacher.safetensors"
-CONSISTENCY_WEIGHTS = REPO_ROOT / "weights" / "latent_consistency.safetensors"
-GENERATIVE_WEIGHTS = REPO_ROOT / "weights" / "generative_decoder.safetensors"
 VAE_UPSAMPLER_WEIGHTS = tuple(REPO_ROOT / "weights" / f"vae_upsampler_x{r}.safetensors" for r in (2, 4))  # baseline + F_d/F_u
-FINETUNE_WEIGHTS = REPO_ROOT / "weights" / "semantic_finetune.safetensors"
 DEFAULT_WEIGHTS = RATE_ADAPTIVE_WEIGHTS  # the codec the services serve unless SEMCOM_WEIGHTS says otherwise
 SAMPLE_IMAGES = REPO_ROOT / "samples"  # three Kodak photos shipped in the repository (samples/README.md)
 KODAK_IMAGES = REPO_ROOT.parent / "shared" / "data" / "kodak"  # the full evaluation set, beside a checkout
 
 
 @dataclass(frozen=True)
-class SemcomConfig:
-    """Settings shared by the three services and the client."""
+class ServiceSettings:
+    """Settings shared by the three services and the client, but the decoder modes' weights
+    (:data:`SemcomConfig` adds those)."""
 
     # Network endpoints (gRPC).
     host: str = "127.0.0.1"
@@ -58,13 +56,9 @@ class SemcomConfig:
     max_snr_db: float = 40.0
     # Model and compute.
     weights: str = str(DEFAULT_WEIGHTS)
-    # Diffusion networks of the receiver's teacher[:N], consistency[:s] and
-    # generative[-p][:steps] decoder modes ("" = none: the mode is not served).
-    teacher_weights: str = str(TEACHER_WEIGHTS)
-    consistency_weights: str = str(CONSISTENCY_WEIGHTS)
-    generative_weights: str = str(GENERATIVE_WEIGHTS)
-    # The semantic fine-tuning module of the finetune decoder mode ("" = not served).
-    finetune_weights: str = str(FINETUNE_WEIGHTS)
+    # The networks of the receiver's decoder modes are fields too, one per network a registered
+    # mode needs (shared.decoding: teacher_weights, consistency_weights, generative_weights,
+    # finetune_weights; "" = none: its modes are not served), added below.
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     torch_threads: int = 0  # 0: leave PyTorch's default
     # Receiver scheduling (MU-GSC): concurrent workers, bounded queue, dynamic batching.
@@ -107,6 +101,22 @@ class SemcomConfig:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _decoder_weight_fields() -> list[tuple[str, type, dataclasses.Field]]:
+    """One ``<network>_weights`` field per network the registered decoder modes need
+    (:func:`shared.decoding.mode_weights`), defaulting to its shipped file."""
+    from .decoding import mode_weights
+
+    return [(w.config_field, str, dataclasses.field(default=str(WEIGHTS_DIR / w.default_file)))
+            for w in mode_weights().values()]
+
+
+SemcomConfig = dataclasses.make_dataclass("SemcomConfig", _decoder_weight_fields(), bases=(ServiceSettings,),
+                                          frozen=True)
+SemcomConfig.__module__ = __name__
+SemcomConfig.__doc__ = """Settings shared by the three services and the client: :class:`ServiceSettings` and
+the decoder modes' weight paths."""
 
 
 def _parse(value: str, kind: type):

@@ -19,7 +19,7 @@ import torch
 from .channel import ChannelSpec, make_generator
 from .channel.link import transmit
 from .codecs import Codec, FrameHeader, FrameLost
-from .diffusion.modes import JSCC, DecoderMode, DiffusionDecoders
+from .decoding import JSCC, DecoderMode, DiffusionDecoders
 from .models.latent_adapter import LatentAdapter
 from .perturbation import Perturbation, perturbation_seed
 from .quality import psnr

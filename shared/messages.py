@@ -16,13 +16,10 @@ from .channel import ChannelSpec, Transmission, channel_kind
 from .codecs import FrameHeader
 from .symbols import parse_cbr
 from .config import SemcomConfig
-from .diffusion.modes import parse_mode
+from .decoding import parse_mode
 from .symbols import pack_complex, parse_cbr
 
 DEFAULT_CBR = Fraction(1, 24)
-DECODER_MODES = ("jscc", "teacher[:N]", "consistency[:s]", "generative[:steps]", "generative-p[:steps]",
-                 "finetune")
-"""Decoder modes this release serves (:mod:`shared.diffusion.modes`)."""
 
 
 def channel_spec(message: pb.ChannelSpec, config: SemcomConfig) -> ChannelSpec:
@@ -87,7 +84,7 @@ def deadline_unix_ms(deadline_ms: float, now_s: float) -> float:
 
 def decoder_mode(text: str) -> str:
     """A request's decoder mode, normalized ('' means jscc; 'teacher:50', 'consistency:2', ...);
-    see :func:`shared.diffusion.modes.parse_mode` for the errors."""
+    see :func:`shared.decoding.parse_mode` for the errors."""
     return str(parse_mode(text))
 
 

@@ -33,30 +33,30 @@ def load_codec(config: SemcomConfig):
 
 
 def load_diffusion_decoders(config: SemcomConfig, codec):
-    """The diffusion networks for ``codec`` (``config.teacher_weights``,
-    ``config.consistency_weights``, ``config.generative_weights``, ``config.finetune_weights``); none for a codec
-    that serves no decoder stage (:attr:`~shared.codecs.Codec.decoder_stages`). Each is optional: a missing file, or a latent denoiser made for
-    another latent size, leaves its modes unserved (logged; requests for them are answered
-    UNIMPLEMENTED)."""
+    """The networks the registered decoder modes need (:func:`shared.decoding.mode_weights`, each
+    from its config field: ``config.teacher_weights``, ...) for ``codec``; none for a codec that
+    serves no decoder stage (:attr:`~shared.codecs.Codec.decoder_stages`). Each is optional: a
+    missing file, or a latent denoiser made for another latent size, leaves its modes unserved
+    (logged; requests for them are answered UNIMPLEMENTED)."""
     from pathlib import Path
 
-    from .diffusion.modes import DiffusionDecoders
+    from .decoding import DiffusionDecoders, mode_weights
     from .models.io import load_model as load_weights
 
     if not codec.decoder_stages:
         return DiffusionDecoders()
     log = logging.getLogger("semcom.receiver")
     loaded = {}
-    for name, path in (("teacher", config.teacher_weights), ("student", config.consistency_weights),
-                       ("generative", config.generative_weights), ("finetune", config.finetune_weights)):
+    for name, weights in mode_weights().items():
+        path = getattr(config, weights.config_field)
         if not path or not Path(path).is_file():
-            log.warning("no %s weights at %r: its decoder modes are not served", name, path)
+            log.warning("no %s weights at %r: its decoder modes are not served", weights.role, path)
             continue
         model = load_weights(path, config.resolve_device())
         channels = getattr(model.config, "latent_channels", None)
         if channels is not None and channels != codec.latent_channels:
             log.warning("%s denoiser %s has %d latent channels, the codec %d: its decoder mode is not served",
-                        name, path, channels, codec.latent_channels)
+                        weights.role, path, channels, codec.latent_channels)
             continue
         loaded[name] = model
     return DiffusionDecoders(**loaded)

@@ -17,7 +17,7 @@ from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit
 from shared.config import load_config
 from shared.diffusion.channel_state import SIGMA_MAX, as_mmse_observation, diffusion_state, effective_snr_db
-from shared.diffusion.modes import DecoderMode, DiffusionDecoders, parse_mode
+from shared.decoding import DecoderMode, DiffusionDecoders, parse_mode
 from shared.diffusion.sampling import (channel_schedule, consistency_sample, heun_nfe, heun_sample, karras_times,
                                        resampling_times)
 from shared.messages import decoder_mode
@@ -163,8 +163,9 @@ def test_mode_names_parse_to_canonical_forms_with_clear_errors():
                          ("jscc:3", "no count"), ("consistency:9", r"\[1, 8\]"), ("generative:0", r"\[1, 50\]")):
         with pytest.raises(ValueError, match=message):
             parse_mode(bad)
-    assert parse_mode("generative:4").setting == "distortion" and parse_mode("generative-p").setting == "perception"
-    assert parse_mode("generative").generative and not parse_mode("generative").latent and parse_mode("teacher").latent
+    assert parse_mode("generative:4").pipeline.setting == "distortion"
+    assert parse_mode("generative-p").pipeline.setting == "perception"
+    assert parse_mode("generative").stage == "image" and not parse_mode("generative").latent and parse_mode("teacher").latent
 
 
 def test_codec_decodes_in_every_mode_and_reports_its_evaluations(codec, decoders):

@@ -6,6 +6,7 @@ library file knows them; each fixture registers its block and takes it out again
 from __future__ import annotations
 
 import cmath
+import io
 import math
 from fractions import Fraction
 
@@ -21,12 +22,17 @@ from shared.channel import register_channel_kind
 from shared.channel.link import receive
 from shared.channel.spec import KINDS
 from shared.codecs import CODECS, Codec, DecodedImage, EncodedFrame, FrameHeader, register_codec
+from shared.codecs.rate_adaptive import RateAdaptiveCodec
 from shared.config import load_config
+from shared.decoding import PIPELINES, DecoderPipeline, register_decoder_mode
+from shared.imageio import load_image_file
+from shared.models import RateAdaptiveJSCC
 from shared.models.layers import pad_to_multiple
 from shared.rpc import status_code
 from shared.symbols import power_normalize
 
 from .conftest import Chain
+from .test_rate_adaptive import TINY
 from .test_services import image_bytes, send
 
 FACTOR = 4  # the toy codec's downscaling: 3 H W / 16 real values, two per complex symbol: CBR 1/32
@@ -95,6 +101,31 @@ class PhaseRotation(ChannelKind):
         return Transmission(ChannelOutput(received, gain, n, n0), None, None, n)
 
 
+def median3(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> the 3 x 3 median of each pixel (edges replicated)."""
+    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
+    windows = padded.unfold(2, 3, 1).unfold(3, 3, 1)  # (B, 3, H, W, 3, 3)
+    return windows.flatten(-2).median(dim=-1).values
+
+
+class MedianFilter(DecoderPipeline):
+    """After the JSCC decoder, a 3 x 3 median filter: no network, no weights, no count."""
+
+    stage = "image"
+    summary = "a 3x3 median filter after the JSCC decoder"
+    timer = "median"
+
+    def refine_image(self, mode, network, images, generator=None):
+        return median3(images), 0
+
+
+@pytest.fixture
+def median_mode():
+    register_decoder_mode("median")(MedianFilter)
+    yield "median"
+    del PIPELINES["median"]
+
+
 @pytest.fixture
 def thumbnail_codec():
     register_codec("thumbnail", Thumbnail)(ThumbnailCodec)
@@ -139,3 +170,26 @@ def test_a_new_channel_kind_is_served_by_the_three_services(chain, phase_rotatio
     assert rotated.channel.kind == phase_rotation and rotated.channel_uses == awgn.channel_uses
     # equalized with the known rotation: as good as AWGN at the same SNR
     assert rotated.quality.psnr_db == pytest.approx(awgn.quality.psnr_db, abs=0.5)
+
+
+def test_a_new_decoder_mode_is_served_by_the_three_services(tiny_weights, median_mode):
+    torch.manual_seed(0)
+    codec = RateAdaptiveCodec(RateAdaptiveJSCC(TINY).eval())
+    config = load_config(weights=str(tiny_weights), bind_host="127.0.0.1", device="cpu", teacher_weights="",
+                         consistency_weights="", generative_weights="", finetune_weights="")
+    running = Chain(config, codec=codec).start()
+    try:
+        image = image_bytes(64, 64)
+        results = send(running.target, [SendOptions(snr_db=10.0, seed=5, mode=median_mode).request("median", image),
+                                        SendOptions(snr_db=10.0, seed=5).request("jscc", image),
+                                        SendOptions(snr_db=10.0, seed=5, mode="median:3").request("count", image)])
+    finally:
+        running.stop()
+    filtered, plain = results["median"], results["jscc"]
+    assert is_ok(filtered) and is_ok(plain), (filtered.status.message, plain.status.message)
+    assert filtered.mode == "median" and filtered.nfe == 1 and "median" in filtered.latency_ms
+    # the same channel draw: the mode's image is the median of the JSCC image (exact: the median
+    # picks a pixel, so it commutes with the 8-bit quantization of the PNG)
+    expected = median3(load_image_file(io.BytesIO(plain.image))[None])[0]
+    assert torch.equal(load_image_file(io.BytesIO(filtered.image)), expected)
+    assert status_code(results["count"]) is grpc.StatusCode.INVALID_ARGUMENT

@@ -14,7 +14,7 @@ from shared.codecs.rate_adaptive import decode_adaptive_batch, encode_adaptive
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import transmit
 from shared.config import load_config
-from shared.diffusion.modes import DiffusionDecoders, parse_mode
+from shared.decoding import DiffusionDecoders, parse_mode
 from shared.models.io import load_model, read_metadata, save_model
 from shared.models.semantic_finetune import (PriorExtractor, RestorationNet, SemanticFineTuner,
                                              SemanticFineTunerConfig)
@@ -81,8 +81,8 @@ def test_refine_is_deterministic_for_a_seeded_generator_and_keeps_any_size():
 
 def test_parse_mode_accepts_finetune_and_refuses_a_count():
     mode = parse_mode(" FineTune ")
-    assert mode.name == "finetune" and mode.finetune and mode.diffusion and not mode.generative and not mode.latent
-    assert not parse_mode("generative").finetune
+    assert mode.name == "finetune" and mode.stage == "image" and mode.diffusion and not mode.latent
+    assert mode.pipeline.timer == "finetune" and parse_mode("generative").pipeline.timer == "generate"
     with pytest.raises(ValueError, match="no count"):
         parse_mode("finetune:2")
     with pytest.raises(ValueError, match="finetune"):

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from shared.channel import ChannelSpec, make_generator, noise_variance
 from shared.diffusion.channel_state import SIGMA_MAX, diffusion_state, prior_where_unsent
-from shared.diffusion.modes import DecoderMode, DiffusionDecoders, Refined, decoder_input, decoder_snr_db
+from shared.decoding import DecoderMode, DiffusionDecoders, Refined, decoder_input, decoder_snr_db
 from shared.diffusion.sampling import heun_step, karras_times
 from shared.models.deepjscc import symbols_to_latent
 from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig

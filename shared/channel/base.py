@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..registry import registrar
 from ..symbols import pack_complex, unpack_complex
 from .equalizers import EqualizedSymbols, mmse_equalize, per_symbol_gains
 from .models import ChannelOutput
@@ -133,15 +134,7 @@ class ChannelKind:
 
 def register_channel_kind(name: str):
     """Class decorator: register a :class:`ChannelKind` subclass (one instance) as kind ``name``."""
-
-    def register(cls: type[ChannelKind]) -> type[ChannelKind]:
-        if name in KINDS and type(KINDS[name]) is not cls:
-            raise ValueError(f"channel kind {name!r} is already registered by {type(KINDS[name]).__name__}")
-        cls.name = name
-        KINDS[name] = cls()
-        return cls
-
-    return register
+    return registrar(KINDS, name, "channel kind", lambda cls: cls())
 
 
 def channel_options() -> dict[str, ChannelOption]:

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..channel import ChannelSpec
 from ..channel.link import Transmission
+from ..registry import registrar
 from ..symbols import achieved_cbr
 
 StageTimer = Callable[[str], AbstractContextManager]
@@ -193,11 +194,8 @@ def register_codec(name: str, *model_classes: type[nn.Module]):
     ``model_classes``."""
 
     def register(cls: type[Codec]) -> type[Codec]:
-        if name in CODECS and CODECS[name] is not cls:
-            raise ValueError(f"codec name {name!r} is already registered by {CODECS[name].__name__}")
-        cls.name, cls.model_classes = name, model_classes
-        CODECS[name] = cls
-        return cls
+        cls.model_classes = model_classes
+        return registrar(CODECS, name, "codec")(cls)
 
     return register
 

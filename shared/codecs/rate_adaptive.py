@@ -32,7 +32,7 @@ from ..channel.equalizers import EqualizedSymbols
 from ..channel.link import Transmission, receive
 from ..channel.models import make_generator, noise_variance
 from ..diffusion.channel_state import diffusion_state, prior_where_unsent
-from ..diffusion.modes import JSCC, DecoderMode, DiffusionDecoders, decoder_input
+from ..decoding import JSCC, DecoderMode, DiffusionDecoders, decoder_input
 from ..entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
 from ..models.latent_adapter import LatentAdapter
 from ..models.layers import pad_to_multiple
@@ -245,19 +245,20 @@ def reconstruct_received(model: RateAdaptiveJSCC, received: list[ReceivedLatent]
                          timer: Callable[[str], AbstractContextManager] | None = None,
                          adapter: LatentAdapter | None = None) -> tuple[torch.Tensor, list[int]]:
     """Frames of one token grid -> (B, 3, H, W) images and the network evaluations each took: the
-    JSCC decoder on the equalized latents (``jscc``), after the latent denoiser (teacher,
-    consistency; ``timer("denoise")``), or followed by the generative image decoder
-    (``timer("generate")``) or the semantic fine-tuning module (``timer("finetune")``)."""
+    JSCC decoder on the equalized latents, after ``mode``'s latent-stage pipeline (teacher,
+    consistency) or followed by its image-stage pipeline (generative, finetune; :mod:`shared.decoding`),
+    each timed as its pipeline's ``timer`` stage."""
     timer = timer or (lambda _stage: nullcontext())
     decoders = decoders or DiffusionDecoders()  # empty: a diffusion mode is refused by model_for
     device = next(model.parameters()).device
     maps = torch.stack([r.symbol_map for r in received]).to(device)
     snr = torch.tensor(snr_db, dtype=torch.float32, device=device)
     nfe = [1] * len(received)
-    if mode.latent:
+    pipeline = mode.pipeline
+    if pipeline.stage == "latent":
         values, sigma = (torch.stack([r.state[i] for r in received]) for i in (0, 1))
         t = torch.tensor([r.state[2] for r in received])
-        with timer("denoise"):
+        with timer(pipeline.timer):
             refined = decoders.refine(mode, values, sigma, symbol_mask(maps, model.config.max_symbols_per_token),
                                       t, snr)
         latent, snr = decoder_input(refined)
@@ -266,13 +267,9 @@ def reconstruct_received(model: RateAdaptiveJSCC, received: list[ReceivedLatent]
         latent = torch.stack([r.equalized for r in received]).to(device)
     with timer("decode"):
         images = model.reconstruct(latent.to(device), maps, snr.to(device), adapter)  # adapter: per image, or None
-    if mode.generative:
-        with timer("generate"):
-            images, steps = decoders.generate(mode, images, make_generator(0))
-        nfe = [n + steps for n in nfe]
-    if mode.finetune:
-        with timer("finetune"):
-            images, evaluations = decoders.fine_tune(mode, images, make_generator(0))
+    if pipeline.stage == "image":
+        with timer(pipeline.timer):
+            images, evaluations = decoders.refine_image(mode, images, make_generator(0))
         nfe = [n + evaluations for n in nfe]
     return images.float().cpu(), nfe
 
@@ -291,8 +288,8 @@ def decode_adaptive_batch(
 ) -> list[DecodedImage | SideInformationLost]:
     """The receiver's stages for frames sharing a token grid: per frame a :class:`DecodedImage`
     of (3, H_i, W_i), or the :class:`SideInformationLost` that stopped it. ``stage_timer(name)``
-    wraps the ``equalize``, ``side_information``, ``denoise`` (diffusion modes) and ``decode``
-    stages (and ``generate``, generative modes; ``finetune``, the fine-tuning mode). ``mode`` and ``decoders``: see
+    wraps the ``equalize``, ``side_information`` and ``decode`` stages and the mode's own (its
+    pipeline's ``timer``: ``denoise``, ``generate``, ``finetune``). ``mode`` and ``decoders``: see
     :func:`reconstruct_received`. ``adapters``: each frame's latent adapter (``None``: identity),
     applied between f_d and g_s; ``None``: no adapter for any frame."""
     timer = stage_timer or (lambda _stage: nullcontext())
