@@ -1,5 +1,5 @@
 """How the latent adapter's settings trade the gain on its adaptation images against held-out
-images of the same domain (paper 003 sec. III-D; :func:`shared.adaptation.learn_adapter`).
+images of the same domain (paper 003 sec. III-D; :func:`shared.adaptation.learning.learn_adapter`).
 
 For each setting ``N,STEPS,LR,PENALTY,CROPS`` an adapter is learned on the first N images of
 --adapt and scored (mean PSNR over simulated channel draws, identity vs adapter) on the
@@ -16,8 +16,9 @@ import random
 
 import torch
 
-from shared.adaptation import AdaptationOptions, channel_draws, learn_adapter, mean_psnr
-from shared.symbols import parse_cbr
+from shared.adaptation.learning import channel_draws, learn_adapter, mean_psnr
+from shared.adaptation.options import AdaptationOptions
+from shared.phy.symbols import parse_cbr
 from shared.config import RATE_ADAPTIVE_WEIGHTS
 from shared.imageio import load_image_file
 from shared.models.io import load_model

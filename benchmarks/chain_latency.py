@@ -30,7 +30,7 @@ import torch
 from semcom_cli.client import SendOptions, expand_images, is_ok, stream_requests
 from semcom_cli.launcher import ServiceProcesses
 from semcom_cli.main import DEFAULT_DEMO_IMAGES, STAGES
-from shared.symbols import parse_cbr
+from shared.phy.symbols import parse_cbr
 from shared.config import load_config
 
 REPORT_STAGES = (*STAGES[:-1], "reconstruct", "quality", "end_to_end")

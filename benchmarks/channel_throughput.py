@@ -28,8 +28,8 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import complex_normal, make_generator
 from shared.config import load_config
-from shared.rpc import insecure_channel, start_server
-from shared.symbols import pack_complex
+from shared.serving.rpc import insecure_channel, start_server
+from shared.phy.symbols import pack_complex
 
 KODAK_SYMBOLS = 768 * 512 * 3 // 24
 

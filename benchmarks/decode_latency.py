@@ -27,13 +27,13 @@ import torch
 from shared.codecs.rate_adaptive import decode_adaptive_batch, encode_adaptive
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import transmit
-from shared.symbols import parse_cbr
+from shared.phy.symbols import parse_cbr
 from shared.config import load_config
 from shared.decoding import parse_mode
 from shared.imageio import load_image_file
 from shared.models.io import load_model
 from shared.codecs import codec_for
-from shared.service import load_diffusion_decoders
+from shared.serving.service import load_diffusion_decoders
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim01.png"
 

@@ -29,12 +29,12 @@ from tqdm import tqdm
 
 from shared.codecs.rate_adaptive import analyse_request
 from shared.channel import ChannelSpec
-from shared.symbols import parse_cbr
+from shared.phy.symbols import parse_cbr
 from shared.config import RATE_ADAPTIVE_WEIGHTS
 from shared.imageio import load_image_file
 from shared.models.io import load_model
 from shared.models.rate_adaptive import allocate_symbols
-from shared.side_channel import side_channel_scheme, side_channel_symbols
+from shared.phy.side_channel import side_channel_scheme, side_channel_symbols
 from training.data import list_images
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"

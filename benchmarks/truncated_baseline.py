@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from semcom_cli.evaluate import DEFAULT_DATA, FIELDS
 from shared.channel import ChannelSpec
-from shared.symbols import parse_cbr
+from shared.phy.symbols import parse_cbr
 from shared.config import BASELINE_WEIGHTS
 from shared.codecs import codec_for
-from shared.evaluation import channel_seed, codec_system
+from shared.eval.systems import channel_seed, codec_system
 from shared.imageio import load_image_file
 from shared.models.io import load_model
 from shared.quality import ms_ssim, psnr

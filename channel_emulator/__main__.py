@@ -1,6 +1,6 @@
 """``python -m channel_emulator``: run the channel emulator service (settings: SEMCOM_* env vars)."""
 
-from shared.service import main
+from shared.serving.service import main
 
 from .server import ChannelEmulatorService, register
 

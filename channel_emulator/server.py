@@ -1,6 +1,6 @@
 """Channel emulator service: symbols -> fading and noise -> received symbols + channel state -> receiver.
 
-Frames wait in one bounded per-user round-robin queue (:class:`shared.fairqueue.FairStage`;
+Frames wait in one bounded per-user round-robin queue (:class:`shared.serving.fairqueue.FairStage`;
 ``SEMCOM_CHANNEL_WORKERS``, ``SEMCOM_CHANNEL_QUEUE_SIZE``, ``SEMCOM_CHANNEL_SCHEDULER``):
 full -> RESOURCE_EXHAUSTED, deadline passed -> DEADLINE_EXCEEDED, cancelled -> dropped.
 """
@@ -13,14 +13,14 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import make_generator
 from shared.channel.link import transmit
-from shared.symbols import achieved_cbr
+from shared.phy.symbols import achieved_cbr
 from shared.config import SemcomConfig
-from shared.fairqueue import FairStage
-from shared.messages import channel_spec, transmission_to_wire
-from shared.rpc import insecure_channel
-from shared.streaming import StreamSession
-from shared.symbols import unpack_complex
-from shared.telemetry import SYMBOLS, timed
+from shared.serving.fairqueue import FairStage
+from shared.serving.wire import channel_spec, transmission_to_wire
+from shared.serving.rpc import insecure_channel
+from shared.serving.streaming import StreamSession
+from shared.phy.symbols import unpack_complex
+from shared.serving.telemetry import SYMBOLS, timed
 
 SERVICE = "channel_emulator"
 

@@ -1,6 +1,6 @@
 """``python -m receiver``: run the receiver service (settings: SEMCOM_* env vars)."""
 
-from shared.service import load_codec, load_diffusion_decoders, main
+from shared.serving.service import load_codec, load_diffusion_decoders, main
 
 from .server import ReceiverService, register
 

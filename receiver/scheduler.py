@@ -5,7 +5,7 @@ others); a worker takes the next job in that order and fills a batch with compat
 (same batch key: model, mode, token grid and rate), one per user per round, up to
 ``max_batch``, waiting at most ``max_wait_s`` for more. The total number of queued jobs is
 bounded: :meth:`FairBatchQueue.put` raises ``asyncio.QueueFull`` beyond it. The per-user
-round-robin bounded queue itself is :class:`shared.fairqueue.FairQueue`, which the
+round-robin bounded queue itself is :class:`shared.serving.fairqueue.FairQueue`, which the
 transmitter's encoder and the channel emulator use too; batching is added here.
 
 With ``fair=False`` all jobs share one FIFO queue (arrival order); with ``max_batch=1``
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.fairqueue import FairQueue, Job
+from shared.serving.fairqueue import FairQueue, Job
 
 __all__ = ["FairBatchQueue", "Job"]
 
 
 class FairBatchQueue(FairQueue):
-    """Bounded per-user round-robin queue (:class:`shared.fairqueue.FairQueue`) handing out
+    """Bounded per-user round-robin queue (:class:`shared.serving.fairqueue.FairQueue`) handing out
     batches of compatible jobs."""
 
     def __init__(self, capacity: int, max_batch: int, max_wait_s: float, fair: bool = True):

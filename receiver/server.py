@@ -32,16 +32,16 @@ import grpc
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import ChannelSpec
-from shared.adaptation import AdapterCache
+from shared.serving.adapters import AdapterCache
 from shared.codecs import Codec, FrameLost
 from shared.config import SemcomConfig
 from shared.imageio import encode_png
 from shared.decoding import DecoderMode, DiffusionDecoders, parse_mode
-from shared.messages import channel_spec, frame_header, transmission_from_wire
+from shared.serving.wire import channel_spec, frame_header, transmission_from_wire
 from shared.models.latent_adapter import LatentAdapter
-from shared.rpc import code_for_exception, error_result
-from shared.streaming import StreamSession
-from shared.telemetry import (BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, USER_LATENCY,
+from shared.serving.rpc import code_for_exception, error_result
+from shared.serving.streaming import StreamSession
+from shared.serving.telemetry import (BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, USER_LATENCY,
                               WORKERS, timed, user_label)
 
 from .scheduler import FairBatchQueue, Job

@@ -24,7 +24,7 @@ import grpc
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import load_config
-from shared.rpc import insecure_channel
+from shared.serving.rpc import insecure_channel
 
 from . import argtypes
 from .client import expand_images

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from shared.symbols import parse_cbr
+from shared.phy.symbols import parse_cbr
 
 
 def finite(text: str) -> float:

@@ -29,7 +29,7 @@ from PIL import Image
 
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import SAMPLE_IMAGES, load_config
-from shared.rpc import insecure_channel, status_code
+from shared.serving.rpc import insecure_channel, status_code
 
 from .client import SendOptions
 from .launcher import ServiceProcesses

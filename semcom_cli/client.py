@@ -11,7 +11,7 @@ import grpc
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import SemcomConfig
-from shared.rpc import insecure_channel, status_code
+from shared.serving.rpc import insecure_channel, status_code
 
 from .health import check_health  # noqa: F401  (re-exported: launcher, tests)
 

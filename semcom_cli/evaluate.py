@@ -32,7 +32,7 @@ Systems, all at the same target CBR:
   avif-capacity  the separation bound: AVIF at the AWGN capacity budget N log2(1+SNR) bits
   adaptive+adapter  with --adapt IMAGE ...: the rate-adaptive codec (jscc mode) through one
                  out-of-distribution latent adapter g_w(z) = W z + b (paper 003 sec. III-D)
-                 learned from those images before the run (shared.adaptation.learn_adapter,
+                 learned from those images before the run (shared.adaptation.learning.learn_adapter,
                  over this run's channels and CBRs, SNR 0-20 dB); listed next to adaptive
   adaptive-robust  the rate-adaptive codec with the robust transmitter (--robust-weights,
                  paper 003 sec. III-C: g_a and f_e fine-tuned against PGD, receiver unchanged),
@@ -80,15 +80,15 @@ import torch
 from tqdm import tqdm
 
 from shared.channel import ChannelSpec
-from shared.symbols import parse_cbr
+from shared.phy.symbols import parse_cbr
 from shared.decoding import mode_forms, mode_weights, parse_mode
-from shared.config import BASELINE_WEIGHTS, RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS,
-                           SAMPLE_IMAGES, KODAK_IMAGES, SemcomConfig, load_config
-from shared.evaluation import (System, capacity_system, channel_seed, codec_system, perturbed_system,
-                               separation_system)
+from shared.config import (BASELINE_WEIGHTS, KODAK_IMAGES, RATE_ADAPTIVE_WEIGHTS, ROBUST_WEIGHTS, SAMPLE_IMAGES,
+                           SemcomConfig, load_config)
+from shared.eval.systems import (System, capacity_system, channel_seed, codec_system, perturbed_system,
+                                 separation_system)
 from shared.config import VAE_UPSAMPLER_WEIGHTS
-from shared.evaluation import serves
-from shared.perturbation import parse_perturbation
+from shared.eval.systems import serves
+from shared.eval.perturbation import parse_perturbation
 from shared.imageio import load_image_file
 from shared.quality import ms_ssim, psnr
 
@@ -130,7 +130,8 @@ def system_names(args) -> list[str]:
 def learned_adapter(args, codec):
     """The latent adapter of ``--adapt``, learned on the codec (``ValueError`` when an adaptation
     image is among the evaluated ones)."""
-    from shared.adaptation import ADAPTER_CHANNEL_KINDS, AdaptationOptions, learn_adapter
+    from shared.adaptation.learning import learn_adapter
+    from shared.adaptation.options import ADAPTER_CHANNEL_KINDS, AdaptationOptions
     from training.data import list_images
 
     evaluated = {path.resolve() for path in list_images(args.data)[: args.limit]}
@@ -148,7 +149,7 @@ def build_systems(args, device: str) -> dict[str, System]:
     """Every system of the run; ``NotImplementedError`` for a mode whose weights do not load."""
     from shared.codecs import codec_for
     from shared.models.io import load_model
-    from shared.service import load_diffusion_decoders
+    from shared.serving.service import load_diffusion_decoders
 
     modes = [parse_mode(mode) for mode in args.modes] if "adaptive" in args.systems else []
     if modes:

@@ -71,8 +71,8 @@ from receiver.server import register as register_receiver  # noqa: E402
 from shared.config import load_config  # noqa: E402
 from shared.models import DeepJSCC, DeepJSCCConfig  # noqa: E402
 from shared.models.io import save_model  # noqa: E402
-from shared.rpc import start_server  # noqa: E402
-from shared.service import load_codec, load_diffusion_decoders  # noqa: E402
+from shared.serving.rpc import start_server  # noqa: E402
+from shared.serving.service import load_codec, load_diffusion_decoders  # noqa: E402
 from transmitter.server import TransmitterService  # noqa: E402
 from transmitter.server import register as register_transmitter  # noqa: E402
 

@@ -12,14 +12,16 @@ import pytest
 import torch
 
 from semcom_cli.client import SendOptions, is_ok
-from shared.adaptation import AdaptationOptions, AdapterCache, AdapterMissing, learn_adapter
+from shared.adaptation.learning import learn_adapter
+from shared.adaptation.options import AdaptationOptions
+from shared.serving.adapters import AdapterCache, AdapterMissing
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import RATE_ADAPTIVE_WEIGHTS, load_config
 from shared.models import RateAdaptiveConfig, RateAdaptiveJSCC
 from shared.models.io import load_model, save_model
 from shared.models.latent_adapter import LatentAdapter, adapter_bytes
-from shared.rpc import insecure_channel, replica_targets, status_code
+from shared.serving.rpc import code_for_exception, insecure_channel, replica_targets, status_code
 
 from .conftest import Chain, free_port
 from .test_services import image_bytes, send, smooth_image
@@ -111,7 +113,7 @@ def test_receiver_cache_is_a_bounded_lru_and_asks_for_semcom_adapt():
         cache.get("b", 1)
     with pytest.raises(AdapterMissing, match="version 3"):
         cache.get("c", 2)
-    assert AdapterMissing.grpc_code is grpc.StatusCode.FAILED_PRECONDITION
+    assert code_for_exception(AdapterMissing("x")) is grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(ValueError):
         AdapterCache(0)
 

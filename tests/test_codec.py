@@ -13,7 +13,7 @@ from shared.channel.link import transmit
 from shared.channel import ChannelSpec, apply_channel, complex_normal, make_generator
 from shared.codecs.fixed_rate import EncodedImage, decode_symbols, encode_image, equalize_and_decode
 from shared.models.layers import pad_to_multiple
-from shared.symbols import achieved_cbr, parse_cbr
+from shared.phy.symbols import achieved_cbr, parse_cbr
 from shared.models import DeepJSCC, DeepJSCCConfig, latent_to_symbols, symbols_to_latent
 from shared.models.io import load_model, read_metadata, save_model
 

@@ -89,7 +89,7 @@ def unknown_metrics(expr: str) -> set[str]:
     """The semcom_* series a PromQL expression names that the services do not export."""
     from prometheus_client import REGISTRY
 
-    import shared.telemetry  # noqa: F401  (registers the metrics)
+    import shared.serving.telemetry  # noqa: F401  (registers the metrics)
 
     known = {m.name for m in REGISTRY.collect()}
     return {name for name in re.findall(r"\b(semcom_[a-z_]+)", expr)
@@ -114,7 +114,7 @@ def test_servers_close_old_connections_and_clients_reconnect():
     """SEMCOM_GRPC_MAX_CONNECTION_AGE_S: calls keep working across the server's GOAWAY."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from shared.rpc import insecure_channel, start_server
+    from shared.serving.rpc import insecure_channel, start_server
 
     async def scenario():
         config = load_config(bind_host="127.0.0.1", grpc_max_connection_age_s=0.3)

@@ -20,7 +20,7 @@ from shared.diffusion.channel_state import SIGMA_MAX, as_mmse_observation, diffu
 from shared.decoding import DecoderMode, DiffusionDecoders, parse_mode
 from shared.diffusion.sampling import (channel_schedule, consistency_sample, heun_nfe, heun_sample, karras_times,
                                        resampling_times)
-from shared.messages import decoder_mode
+from shared.serving.wire import decoder_mode
 from shared.models import RateAdaptiveJSCC
 from shared.models.io import load_model, read_metadata, save_model
 from shared.models.generative_decoder import GenerativeDecoder, GenerativeDecoderConfig

@@ -28,8 +28,8 @@ from shared.decoding import PIPELINES, DecoderPipeline, register_decoder_mode
 from shared.imageio import load_image_file
 from shared.models import RateAdaptiveJSCC
 from shared.models.layers import pad_to_multiple
-from shared.rpc import status_code
-from shared.symbols import power_normalize
+from shared.serving.rpc import status_code
+from shared.phy.symbols import power_normalize
 
 from .conftest import Chain
 from .test_rate_adaptive import TINY

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 import transmitter.server as tx_server
 from semcom_cli.client import SendOptions, stream_requests
 from shared.config import load_config
-from shared.fairqueue import DeadlineExpiredError, FairQueue, FairStage, Job, QueueFullError
-from shared.rpc import status_code
+from shared.serving.fairqueue import DeadlineExpiredError, FairQueue, FairStage, Job, QueueFullError
+from shared.serving.rpc import status_code
 
 from .conftest import Chain
 from .test_services import image_bytes

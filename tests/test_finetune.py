@@ -19,7 +19,7 @@ from shared.models.io import load_model, read_metadata, save_model
 from shared.models.semantic_finetune import (PriorExtractor, RestorationNet, SemanticFineTuner,
                                              SemanticFineTunerConfig)
 from shared.codecs import codec_for
-from shared.service import load_diffusion_decoders
+from shared.serving.service import load_diffusion_decoders
 
 from .conftest import Chain, smooth_image
 from .test_diffusion import codec, training_folders  # noqa: F401  (the tiny codec fixture)

@@ -16,11 +16,11 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit
 from shared.config import load_config
-from shared.entropy_coding import decode_gaussian, encode_gaussian
+from shared.phy.entropy_coding import decode_gaussian, encode_gaussian
 from shared.models import RateAdaptiveConfig, RateAdaptiveJSCC
 from shared.models.io import load_model, read_metadata, save_model
 from shared.models.rate_adaptive import allocate_symbols, choose_beta, pack_symbols, unpack_symbols
-from shared.side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
+from shared.phy.side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
                                  side_channel_symbols)
 
 from .conftest import Chain

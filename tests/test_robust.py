@@ -14,7 +14,7 @@ from benchmarks.robustness_table import robustness_table
 from shared.channel import make_generator
 from shared.models import RateAdaptiveConfig, RateAdaptiveJSCC
 from shared.models.io import load_model, read_metadata, save_model
-from shared.perturbation import Perturbation, input_noise, parse_perturbation, pgd_semantic_error, project
+from shared.eval.perturbation import Perturbation, input_noise, parse_perturbation, pgd_semantic_error, project
 
 from .test_services import image_bytes, smooth_image
 from .conftest import training_log

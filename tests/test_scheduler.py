@@ -15,7 +15,7 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.codecs import codec_for
 from shared.config import load_config
 from shared.models.io import load_model
-from shared.rpc import status_code
+from shared.serving.rpc import status_code
 
 from .conftest import Chain
 from .test_services import image_bytes, send
@@ -151,7 +151,7 @@ def test_cancelled_stream_frees_its_queued_work(tiny_weights):
     from channel_emulator.server import propagate
     from receiver.server import register
     from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-    from shared.rpc import insecure_channel, start_server
+    from shared.serving.rpc import insecure_channel, start_server
     from transmitter.server import encode_request
 
     config = load_config(weights=str(tiny_weights), device="cpu", bind_host="127.0.0.1", receiver_workers=1,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared import separation
+from shared.eval import separation
+from shared.phy import digital_link
 from shared.channel import ChannelSpec, channel_kind, make_generator, per_symbol_gains
 from shared.channel.diagnostics import ber_awgn
 from shared.channel.link import receive, transmit
@@ -32,8 +33,8 @@ def test_budget_search_fits_and_quality_grows_with_budget(codec, make_image):
 
 def test_link_is_error_free_at_high_snr_and_fails_at_low_snr():
     rate = Fraction(5, 6)
-    assert separation.block_error_rate("64qam", rate, 25.0, codewords=2) == 0.0
-    assert separation.block_error_rate("64qam", rate, -5.0, codewords=2) == 1.0
+    assert digital_link.block_error_rate("64qam", rate, 25.0, codewords=2) == 0.0
+    assert digital_link.block_error_rate("64qam", rate, -5.0, codewords=2) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_link_is_error_free_at_high_snr_and_fails_at_low_snr():
 def test_send_bits_over_every_channel_kind(spec):
     generator = make_generator(0)
     bits = torch.randint(0, 2, (2, 200), generator=generator).float()
-    decoded, errors, channel_uses = separation.send_bits(bits, "16qam", Fraction(1, 2), spec, generator)
+    decoded, errors, channel_uses = digital_link.send_bits(bits, "16qam", Fraction(1, 2), spec, generator)
     assert errors == 0 and torch.equal(decoded, bits)
     symbols = 2 * 400 // 4
     assert channel_uses == transmit(torch.ones(1, symbols, dtype=torch.complex64), spec, make_generator(0)).channel_uses
@@ -58,10 +59,10 @@ def test_send_bits_over_every_channel_kind(spec):
 
 def _qpsk_through(spec: ChannelSpec, bits: torch.Tensor):
     """QPSK symbols of ``bits`` through ``spec``: (transmission, LLRs)."""
-    mapping, _, _ = separation._sionna()
+    mapping, _, _ = digital_link._sionna()
     symbols = mapping.Mapper("qam", 2, device="cpu")(bits)[None]
     transmission = transmit(symbols, spec, make_generator(1))
-    return transmission, separation.bit_llrs(receive(transmission, spec), "qpsk")[0]
+    return transmission, digital_link.bit_llrs(receive(transmission, spec), "qpsk")[0]
 
 
 def test_llr_hard_decisions_match_qpsk_ber():
@@ -88,10 +89,10 @@ SNRS = [snr / 4 for snr in range(-20, 161)]  # -5 to 40 dB in 0.25 dB steps
 def test_scheme_choice_meets_its_threshold_and_grows_with_snr(kind):
     table = channel_kind(kind).threshold_table
     assert table == ("awgn" if kind == "awgn" else "rayleigh")  # every fading kind: the Rayleigh table
-    thresholds, margin = separation.THRESHOLDS_DB[table], separation.SELECTION_MARGIN_DB[table]
-    chosen = [separation.choose_scheme(snr, kind) for snr in SNRS]
+    thresholds, margin = digital_link.THRESHOLDS_DB[table], digital_link.SELECTION_MARGIN_DB[table]
+    chosen = [digital_link.choose_scheme(snr, kind) for snr in SNRS]
     assert chosen[0] == ("qpsk", Fraction(1, 3))  # below every threshold: the most robust pair
-    efficiency = [separation.MODULATIONS[m] * r for m, r in chosen]
+    efficiency = [digital_link.MODULATIONS[m] * r for m, r in chosen]
     assert efficiency == sorted(efficiency) and efficiency[-1] == 5  # monotone in SNR
     for snr, pair in zip(SNRS, chosen):
         feasible = [p for p, threshold in thresholds.items() if threshold + margin <= snr]
@@ -99,74 +100,74 @@ def test_scheme_choice_meets_its_threshold_and_grows_with_snr(kind):
             assert pair == ("qpsk", Fraction(1, 3))
             continue
         assert pair in feasible  # the margin is met ...
-        assert separation.MODULATIONS[pair[0]] * pair[1] == max(separation.MODULATIONS[m] * r for m, r in feasible)
+        assert digital_link.MODULATIONS[pair[0]] * pair[1] == max(digital_link.MODULATIONS[m] * r for m, r in feasible)
 
 
 def test_scheme_choice_is_more_conservative_on_fading():
-    awgn = [separation.MODULATIONS[m] * r for m, r in (separation.choose_scheme(snr, "awgn") for snr in SNRS)]
-    faded = [separation.MODULATIONS[m] * r for m, r in (separation.choose_scheme(snr, "rayleigh") for snr in SNRS)]
+    awgn = [digital_link.MODULATIONS[m] * r for m, r in (digital_link.choose_scheme(snr, "awgn") for snr in SNRS)]
+    faded = [digital_link.MODULATIONS[m] * r for m, r in (digital_link.choose_scheme(snr, "rayleigh") for snr in SNRS)]
     assert all(f <= a for f, a in zip(faded, awgn))
     assert sum(f < a for f, a in zip(faded, awgn)) > len(SNRS) // 2  # strictly so over most of -5..40 dB
-    assert separation.choose_scheme(20.0, "awgn") == ("64qam", Fraction(5, 6))
-    assert separation.choose_scheme(20.0, "rayleigh") != ("64qam", Fraction(5, 6))
+    assert digital_link.choose_scheme(20.0, "awgn") == ("64qam", Fraction(5, 6))
+    assert digital_link.choose_scheme(20.0, "rayleigh") != ("64qam", Fraction(5, 6))
 
 
 def test_threshold_tables_are_plausible():
-    awgn, rayleigh = separation.THRESHOLDS_DB["awgn"], separation.THRESHOLDS_DB["rayleigh"]
-    pairs = {(m, r) for m in separation.MODULATIONS for r in separation.CODE_RATES}
-    assert set(awgn) == set(rayleigh) == pairs and separation.AWGN_THRESHOLDS_DB is awgn
-    for m in separation.MODULATIONS:
+    awgn, rayleigh = digital_link.THRESHOLDS_DB["awgn"], digital_link.THRESHOLDS_DB["rayleigh"]
+    pairs = {(m, r) for m in digital_link.MODULATIONS for r in digital_link.CODE_RATES}
+    assert set(awgn) == set(rayleigh) == pairs and digital_link.AWGN_THRESHOLDS_DB is awgn
+    for m in digital_link.MODULATIONS:
         for table in (awgn, rayleigh):
-            row = [table[m, r] for r in separation.CODE_RATES]
+            row = [table[m, r] for r in digital_link.CODE_RATES]
             assert row == sorted(row)  # a higher rate needs more SNR
     for (m, r), threshold in awgn.items():
-        shannon = 10 * math.log10(2 ** float(separation.MODULATIONS[m] * r) - 1)
+        shannon = 10 * math.log10(2 ** float(digital_link.MODULATIONS[m] * r) - 1)
         assert shannon + 0.5 < threshold < shannon + 4.0  # a practical code of 8448 bits, not a typo
         assert rayleigh[m, r] > threshold  # fading costs SNR at every pair
-    assert all(margin > 0 for margin in separation.SELECTION_MARGIN_DB.values())
+    assert all(margin > 0 for margin in digital_link.SELECTION_MARGIN_DB.values())
 
 
 def test_scrambling_sequence_is_the_5g_gold_sequence():
     from sionna.phy.nr.utils import generate_prng_seq
 
-    sequence = separation.scrambling_sequence(5000)
+    sequence = digital_link.scrambling_sequence(5000)
     assert sequence.dtype == torch.float32 and set(sequence.unique().tolist()) == {0.0, 1.0}
-    np.testing.assert_array_equal(sequence.numpy(), generate_prng_seq(5000, separation.SCRAMBLING_C_INIT))
-    assert torch.equal(separation.scrambling_sequence(70_000)[:5000], sequence)  # a prefix of any longer one
-    assert 0.45 < float(separation.scrambling_sequence(70_000).mean()) < 0.55
+    np.testing.assert_array_equal(sequence.numpy(), generate_prng_seq(5000, digital_link.SCRAMBLING_C_INIT))
+    assert torch.equal(digital_link.scrambling_sequence(70_000)[:5000], sequence)  # a prefix of any longer one
+    assert 0.45 < float(digital_link.scrambling_sequence(70_000).mean()) < 0.55
 
 
 def test_scrambling_round_trip_and_constant_data():
-    k = math.floor(separation.MAX_CODEWORD_BITS * 2 / 3)
+    k = math.floor(digital_link.MAX_CODEWORD_BITS * 2 / 3)
     zeros = torch.zeros(3, k)
-    plain = separation.modulate_bits(zeros, "16qam", Fraction(2, 3), scramble=False)
-    scrambled = separation.modulate_bits(zeros, "16qam", Fraction(2, 3))
+    plain = digital_link.modulate_bits(zeros, "16qam", Fraction(2, 3), scramble=False)
+    scrambled = digital_link.modulate_bits(zeros, "16qam", Fraction(2, 3))
     points = lambda symbols: torch.view_as_real(symbols).unique(dim=0).shape[0]
     assert points(plain) == 1  # all-zero codewords: one inner point at a fifth of the mean energy
     assert points(scrambled) == 16 and abs(float(scrambled.abs().pow(2).mean()) - 1.0) < 0.05
     # Noise-free round trip: the descrambler flips exactly the LLRs the scrambler flipped.
     bits = torch.randint(0, 2, (2, 300), generator=make_generator(0)).float()
-    decoded, errors, _ = separation.send_bits(bits, "64qam", Fraction(1, 2), ChannelSpec("awgn", 60.0), make_generator(1))
+    decoded, errors, _ = digital_link.send_bits(bits, "64qam", Fraction(1, 2), ChannelSpec("awgn", 60.0), make_generator(1))
     assert errors == 0 and torch.equal(decoded, bits)
     # Constant data just above the AWGN threshold: lost unscrambled, delivered scrambled.
     spec = ChannelSpec("awgn", 10.0)
-    _, lost, _ = separation.send_bits(zeros, "16qam", Fraction(2, 3), spec, make_generator(0), scramble=False)
-    decoded, errors, _ = separation.send_bits(zeros, "16qam", Fraction(2, 3), spec, make_generator(0))
+    _, lost, _ = digital_link.send_bits(zeros, "16qam", Fraction(2, 3), spec, make_generator(0), scramble=False)
+    decoded, errors, _ = digital_link.send_bits(zeros, "16qam", Fraction(2, 3), spec, make_generator(0))
     assert lost > 0 and errors == 0 and torch.equal(decoded, zeros)
 
 
 def test_fading_choice_delivers_a_short_file_over_rayleigh():
     pair = ("qpsk", Fraction(1, 2))
-    snr = separation.THRESHOLDS_DB["rayleigh"][pair] + separation.SELECTION_MARGIN_DB["rayleigh"]
-    assert separation.choose_scheme(snr, "rayleigh") == pair
+    snr = digital_link.THRESHOLDS_DB["rayleigh"][pair] + digital_link.SELECTION_MARGIN_DB["rayleigh"]
+    assert digital_link.choose_scheme(snr, "rayleigh") == pair
     spec = ChannelSpec("rayleigh", snr)
-    assert separation.file_errors(*pair, spec, codewords=4, seed=0) == 0
+    assert digital_link.file_errors(*pair, spec, codewords=4, seed=0) == 0
     # The AWGN table's choice at this SNR is far too fast for the fading channel: the file is lost.
-    assert separation.file_errors(*separation.choose_scheme(snr, "awgn"), spec, codewords=4, seed=0) > 0
+    assert digital_link.file_errors(*digital_link.choose_scheme(snr, "awgn"), spec, codewords=4, seed=0) > 0
 
 
 def test_measure_file_threshold_brackets_a_waterfall():
-    threshold, history = separation.measure_file_threshold(
+    threshold, history = digital_link.measure_file_threshold(
         "qpsk", Fraction(1, 3), "awgn", start_db=2.0, files=1, file_codewords=2, probe_codewords=1,
         coarse_db=2.0, fine_db=1.0)
     assert -3.0 <= threshold <= 1.0  # the AWGN threshold is -0.75 dB
@@ -208,6 +209,6 @@ def test_capacity_bound_budget_and_dominance(codec, make_image):
 def test_separation_baseline_picks_the_scheme_of_the_channel_kind(make_image):
     image, snr = make_image(64, 64), 20.0
     faded = separation.separation_baseline(image, ChannelSpec("rayleigh", snr), Fraction(1, 2), "avif", make_generator(0))
-    pair = separation.choose_scheme(snr, "rayleigh")
+    pair = digital_link.choose_scheme(snr, "rayleigh")
     assert (faded["modulation"], faded["code_rate"]) == (pair[0], str(pair[1]))
     assert not faded["failed"] and faded["block_errors"] == 0

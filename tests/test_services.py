@@ -15,7 +15,7 @@ from semcom_cli.client import SendOptions, is_ok, stream_requests
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import load_config
-from shared.rpc import insecure_channel, status_code
+from shared.serving.rpc import insecure_channel, status_code
 
 from .conftest import Chain, free_port, smooth_image
 

@@ -1,4 +1,4 @@
-"""Transmitter symbol stages (shared/symbols.py): power normalization and wire packing."""
+"""Transmitter symbol stages (shared/phy/symbols.py): power normalization and wire packing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from shared.channel import complex_normal, make_generator
-from shared.symbols import pack_complex, power_normalize, unpack_complex
+from shared.phy.symbols import pack_complex, power_normalize, unpack_complex
 
 
 def row_energy(x: torch.Tensor) -> torch.Tensor:

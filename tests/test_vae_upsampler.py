@@ -16,7 +16,7 @@ from torch.distributions import Normal, kl_divergence
 from semcom_cli.main import main as semcom
 from shared.channel import ChannelSpec
 from shared.codecs import codec_for
-from shared.evaluation import codec_system, serves
+from shared.eval.systems import codec_system, serves
 from shared.models import DeepJSCC
 from shared.models.io import load_model, read_metadata, save_model
 from shared.models.vae_upsampler import (VAEUpsamplerConfig, VAEUpsamplerJSCC, kl_channel_to_posterior,
@@ -173,7 +173,7 @@ def test_eval_runs_each_vae_at_its_own_cbr(tmp_path, tiny_base, capsys):
 def test_services_serve_it_as_a_fixed_rate_codec(tmp_path):
     from semcom_cli.client import SendOptions, is_ok
     from shared.config import load_config
-    from shared.rpc import status_code
+    from shared.serving.rpc import status_code
 
     from .conftest import Chain
     from .test_services import send

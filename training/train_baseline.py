@@ -19,7 +19,7 @@ from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import receive, transmit
 from shared.models import DeepJSCC, DeepJSCCConfig
 from shared.quality import psnr
-from shared.symbols import power_normalize
+from shared.phy.symbols import power_normalize
 from training.loop import TrainingRun
 
 

@@ -33,7 +33,7 @@ from shared.channel import ChannelSpec, make_generator
 from shared.codecs.differentiable_link import round_trip
 from shared.models.rate_adaptive import RateAdaptiveJSCC
 from shared.codecs.differentiable_link import noiseless_round_trip
-from shared.perturbation import pgd_semantic_error
+from shared.eval.perturbation import pgd_semantic_error
 from shared.quality import psnr
 from training.loop import TrainingRun
 from training.train_rate_adaptive import draw_condition

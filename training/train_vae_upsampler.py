@@ -31,7 +31,7 @@ from shared.models.deepjscc import latent_to_symbols, symbols_to_latent
 from shared.models.vae_upsampler import (VAEUpsamplerConfig, VAEUpsamplerJSCC, kl_channel_to_posterior,
                                          kl_to_standard_normal, reparameterize)
 from shared.quality import psnr
-from shared.symbols import power_normalize
+from shared.phy.symbols import power_normalize
 from training.loop import TrainingRun
 from training.train_baseline import draw_spec
 from training.train_baseline import round_trip as baseline_round_trip

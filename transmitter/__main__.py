@@ -1,6 +1,6 @@
 """``python -m transmitter``: run the transmitter service (settings: SEMCOM_* env vars)."""
 
-from shared.service import load_codec, main
+from shared.serving.service import load_codec, main
 
 from .server import TransmitterService, register
 

@@ -3,7 +3,7 @@
 Results come back through the same stream; the transmitter, which holds the sent image,
 adds the quality figures and the end-to-end latency.
 
-``Adapt`` learns a user's out-of-distribution latent adapter (:mod:`shared.adaptation`) on the
+``Adapt`` learns a user's out-of-distribution latent adapter (:mod:`shared.adaptation.learning`) on the
 encoder's workers and publishes it to every receiver replica behind the receiver address (a
 ``dns:///`` name resolves to all of them); that user's ``use_adapter`` requests are then stamped
 with its version (``SymbolFrame.adapter_version``).
@@ -25,17 +25,18 @@ import torch
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-from shared.adaptation import AdapterMissing, learn_adapter
+from shared.adaptation.learning import learn_adapter
+from shared.serving.adapters import AdapterMissing
 from shared.codecs import Codec
 from shared.config import SemcomConfig
-from shared.fairqueue import FairStage
+from shared.serving.fairqueue import FairStage
 from shared.imageio import decode_image, load_image_file
-from shared.messages import adaptation_options, channel_spec, deadline_unix_ms, decoder_mode, target_cbr
+from shared.serving.wire import adaptation_options, channel_spec, deadline_unix_ms, decoder_mode, target_cbr
 from shared.quality import ms_ssim, psnr
-from shared.rpc import code_for_exception, insecure_channel, replica_targets, status_code
-from shared.streaming import StreamSession
-from shared.symbols import pack_complex
-from shared.telemetry import SYMBOLS, STAGE_LATENCY, timed
+from shared.serving.rpc import code_for_exception, insecure_channel, replica_targets, status_code
+from shared.serving.streaming import StreamSession
+from shared.phy.symbols import pack_complex
+from shared.serving.telemetry import SYMBOLS, STAGE_LATENCY, timed
 
 SERVICE = "transmitter"
 log = logging.getLogger("semcom.transmitter")
@@ -108,7 +109,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         self.config = config
         self.codec = codec
         self.executor = ThreadPoolExecutor(config.transmitter_workers, thread_name_prefix="tx")
-        # Per-user round robin in front of the encoder, where requests queue (shared/fairqueue.py).
+        # Per-user round robin in front of the encoder, where requests queue (shared/serving/fairqueue.py).
         self.encoder = FairStage(SERVICE, config.transmitter_workers, config.transmitter_queue_size,
                                  config.transmitter_scheduler, self.executor, latency_key="tx_queue")
         self.channel = insecure_channel(config.channel_target, config)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..registry import registrar
-from ..symbols import pack_complex, unpack_complex
+from ..phy.symbols import pack_complex, unpack_complex
 from .equalizers import EqualizedSymbols, mmse_equalize, per_symbol_gains
 from .models import ChannelOutput
 from .spec import KINDS, ChannelSpec
@@ -73,7 +73,7 @@ class ChannelKind:
     estimated_csi: ClassVar[bool] = False
     """Whether it serves pilot-estimated CSI (``csi`` ``ls``/``lmmse``)."""
     threshold_table: ClassVar[str] = "rayleigh"
-    """The table of the separation thresholds (:data:`shared.separation.THRESHOLDS_DB`) its coded
+    """The table of the separation thresholds (:data:`shared.eval.separation.THRESHOLDS_DB`) its coded
     QAM links choose their scheme from. Only AWGN and Rayleigh (64-symbol blocks, perfect CSI)
     were measured; every other fading kind, and other coherence lengths or estimated CSI, use the
     Rayleigh table as an approximation (conservative for Rician, which fades less; not measured

@@ -53,7 +53,7 @@ from .flat import COHERENCE
 from .models import complex_normal, noise_variance
 from .spec import ChannelSpec
 from .theory import ber_gamma, ber_wishart
-from ..symbols import pack_complex, unpack_complex
+from ..phy.symbols import pack_complex, unpack_complex
 
 MIMO_SCHEMES = ("svd", "open_loop")
 

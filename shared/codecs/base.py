@@ -26,7 +26,7 @@ from torch import nn
 from ..channel import ChannelSpec
 from ..channel.link import Transmission
 from ..registry import registrar
-from ..symbols import achieved_cbr
+from ..phy.symbols import achieved_cbr
 
 StageTimer = Callable[[str], AbstractContextManager]
 """``timer(stage)`` wraps one named stage (``equalize``, ``decode``, ...) to time it."""

@@ -4,7 +4,7 @@ Pure stage functions, image -> symbols (transmitter) and symbols -> image (recei
 :class:`FixedRateCodec` that serves them. Any network with DeepJSCC's interface (``config.
 downscale``, ``symbols_per_token``, ``trained_symbols_per_token``, ``encode``, ``decode``)
 serves here: the baseline and the VAE up-sampler of :mod:`shared.models.vae_upsampler`. CBR
-convention: :mod:`shared.symbols`.
+convention: :mod:`shared.phy.symbols`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..channel.link import Transmission, receive
 from ..models import DeepJSCC
 from ..models.layers import pad_to_multiple
 from ..models.vae_upsampler import VAEUpsamplerJSCC
-from ..symbols import achieved_cbr, power_normalize
+from ..phy.symbols import achieved_cbr, power_normalize
 from .base import Codec, DecodedImage, EncodedFrame, FrameHeader, StageTimer, register_codec
 
 

@@ -2,11 +2,11 @@
 and receiver) and the :class:`RateAdaptiveCodec` that serves them.
 
 Transmitter (:func:`encode_adaptive`): image -> analysis y -> hyper-latent z, quantized to
-integers q and range coded (:mod:`shared.entropy_coding`) -> side information
+integers q and range coded (:mod:`shared.phy.entropy_coding`) -> side information
 ``beta (float32 LE) | coded q`` -> its side-channel symbol count is taken off the image's
 bandwidth ``floor(CBR * 3 H W)`` -> beta chosen so that the token allocation spends at most
 the rest -> JSCC symbols, power-normalized to mean energy 1 -> frame = JSCC symbols with the
-side-channel symbols (:mod:`shared.side_channel`) interleaved at evenly spaced positions
+side-channel symbols (:mod:`shared.phy.side_channel`) interleaved at evenly spaced positions
 (:func:`side_positions`): a short side-channel codeword sent in one piece would see only a
 few fading blocks (no diversity: one side-information loss in 480 Kodak frames over Rayleigh
 at 20 dB when it was appended); spread over the frame it sees as many fades as the frame.
@@ -33,14 +33,14 @@ from ..channel.link import Transmission, receive
 from ..channel.models import make_generator, noise_variance
 from ..diffusion.channel_state import diffusion_state, prior_where_unsent
 from ..decoding import JSCC, DecoderMode, DiffusionDecoders, decoder_input
-from ..entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
+from ..phy.entropy_coding import MAX_ABS_VALUE, decode_gaussian, encode_gaussian
 from ..models.latent_adapter import LatentAdapter
 from ..models.layers import pad_to_multiple
 from ..models.rate_adaptive import (RateAdaptiveJSCC, allocate_symbols, choose_beta, normalize_latent, pack_symbols,
                                     symbol_mask, unpack_symbols)
-from ..side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
+from ..phy.side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
                             side_channel_symbols)
-from ..symbols import achieved_cbr, power_normalize
+from ..phy.symbols import achieved_cbr, power_normalize
 from .base import Codec, DecodedImage, EncodedFrame, FrameHeader, FrameLost, StageTimer, register_codec
 from .differentiable_link import noiseless_round_trip, request_mean_symbols
 

@@ -3,7 +3,7 @@
 CompressAI's ``EntropyBottleneck``/``GaussianConditional`` are the reference; its wheel cannot
 be imported next to a CPU-only PyTorch (its package import pulls torchvision's CUDA operators
 and torch-geometric), so the two densities the codec needs are written here in a few lines,
-and the arithmetic coding is done by ``constriction`` (:mod:`shared.entropy_coding`).
+and the arithmetic coding is done by ``constriction`` (:mod:`shared.phy.entropy_coding`).
 
 Both densities are *discretized* Gaussians: the probability of an integer bin
 ``[v - 1/2, v + 1/2)``. During training, quantization is replaced by additive uniform noise

@@ -25,7 +25,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from ..symbols import power_normalize
+from ..phy.symbols import power_normalize
 from .deepjscc import DeepJSCC, DeepJSCCConfig, channel_condition, latent_to_symbols, symbols_to_latent
 from .layers import ChannelConditioning, ResidualBlock
 from .stored_config import StoredConfig

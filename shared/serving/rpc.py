@@ -9,8 +9,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .api.semcom.v1 import semcom_pb2 as pb
-from .config import SemcomConfig
+from ..api.semcom.v1 import semcom_pb2 as pb
+from ..codecs.base import FrameLost
+from ..config import SemcomConfig
+from .adapters import AdapterMissing
 
 log = logging.getLogger("semcom.rpc")
 
@@ -84,7 +86,12 @@ def status_code(result: pb.ImageResult) -> grpc.StatusCode:
 
 
 def code_for_exception(exc: BaseException) -> grpc.StatusCode:
-    """How a stage's exception is reported: bad input, unsupported option or internal fault."""
+    """How a stage's exception is reported (the one place domain errors become status codes): a
+    lost frame, a missing adapter, bad input, an unsupported option, or an internal fault."""
+    if isinstance(exc, FrameLost):
+        return grpc.StatusCode.DATA_LOSS
+    if isinstance(exc, AdapterMissing):
+        return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, NotImplementedError):

@@ -2,12 +2,12 @@
 
 The rate-adaptive codec's side information (its hyper-latent and beta) must reach the receiver
 intact, so it travels as bits: a frame of ``length (16 bits) | payload | CRC-32``, zero padded,
-5G NR LDPC coded and QAM mapped (the link of :mod:`shared.separation`), appended to the frame's
+5G NR LDPC coded and QAM mapped (the link of :mod:`shared.eval.separation`), appended to the frame's
 analog JSCC symbols and sent through the same channel. Its symbols count in the achieved CBR.
 
 The modulation and code rate (:func:`side_channel_scheme`) are those the separation baseline
 would pick for the request's channel kind at its nominal SNR less a short-codeword margin
-(file-level thresholds with a margin, :func:`~shared.separation.choose_scheme`), or QPSK at
+(file-level thresholds with a margin, :func:`~shared.eval.separation.choose_scheme`), or QPSK at
 rate 1/5 below them, known to both ends from the channel spec. The
 receiver knows the side channel's symbol count (the frame layout), derives the codeword layout
 from it, decodes, and checks the CRC: when that fails :func:`recover_side_information` returns
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .channel import ChannelSpec
-from .channel.equalizers import EqualizedSymbols
-from .separation import MODULATIONS, choose_scheme, codeword_layout, demodulate_bits, modulate_bits
+from ..channel import ChannelSpec
+from ..channel.equalizers import EqualizedSymbols
+from .digital_link import MODULATIONS, choose_scheme, codeword_layout, demodulate_bits, modulate_bits
 
 Scheme = tuple[str, Fraction]
 """(modulation, LDPC code rate)."""

@@ -1,7 +1,7 @@
-"""The classical separation baseline: an image codec at a byte budget, then a digital link.
-
-Source coding: Pillow's JPEG or AVIF encoder at the best quality setting whose file fits
-the byte budget (:func:`encode_image_to_budget`).
+"""The digital link: 5G NR LDPC codes and Gray-labelled QAM through any channel kind, and the
+choice of (modulation, code rate) from measured file-level thresholds. Used by the separation
+baseline (:mod:`shared.eval.separation`) and the rate-adaptive codec's side channel
+(:mod:`.side_channel`).
 
 Channel coding: 5G NR LDPC codes (Sionna's ``LDPC5GEncoder``/``LDPC5GDecoder``, 20 iterations
 of flooding belief propagation) and Gray-labelled unit-energy QAM (Sionna's ``Mapper``), sent
@@ -10,21 +10,11 @@ channel kind of the emulator (AWGN, Rayleigh, Rician, MIMO, TDL; estimated CSI t
 exactly as it carries DeepJSCC's symbols (:func:`send_bits`). The receiver computes exact
 (APP) bit log-likelihood ratios from the equalizer's effective model (:func:`bit_llrs`).
 
-Budget (:func:`separation_baseline`): an image of H x W pixels at CBR ``c`` gets
-``N = floor(c * 3 * H * W)`` complex symbols, the count DeepJSCC sends at that CBR. With
-``m`` bits per symbol and code rate ``r`` those carry ``m * N`` coded bits, split into
-``C = ceil(m * N / MAX_CODEWORD_BITS)`` equal codewords of ``n <= m * N / C`` coded bits and
-``k = floor(n * r)`` information bits each; the file's byte budget is
-``floor((C * k - HEADER_BITS) / 8)``. A codeword in error corrupts the file: the receiver then
-shows a constant mid-grey (0.5) image, as a real receiver whose CRC failed would discard the
-file (no attempt is made to decode a corrupt file). Block errors are counted against the sent
-bits (a genie CRC). This all-or-nothing behaviour is the cliff effect of separation.
-
 The coded bits (and the padding of the last symbol) are scrambled before mapping and
 descrambled as LLR signs at the receiver (:func:`scrambling_sequence`, the 5G NR Gold
 sequence), so that runs of equal bits, e.g. a file's zero padding, do not map to one
 constellation point; :func:`modulate_bits` / :func:`demodulate_bits` do it for every user of
-the link (the side channel of :mod:`shared.side_channel` too).
+the link.
 
 Modulation and code rate (:func:`choose_scheme`) are picked from the nominal SNR and the
 channel kind, never from the realized channel: the highest spectral efficiency ``m * r`` whose
@@ -43,7 +33,6 @@ raw numbers: ``docs/separation_thresholds.md``.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from fractions import Fraction
 from functools import lru_cache
@@ -51,17 +40,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from .channel import ChannelSpec, channel_kind, make_generator
-from .channel.equalizers import EqualizedSymbols
-from .channel.link import receive, transmit
-from .symbols import parse_cbr
-from .imageio import load_image_file
-from .quality import ms_ssim, psnr
-
-CODECS = {"jpeg": ("JPEG", (1, 100), {"optimize": True}), "avif": ("AVIF", (0, 100), {})}
-"""Codec name -> (Pillow format, (lowest, highest) quality setting, other encoder options)."""
+from ..channel import ChannelSpec, channel_kind, make_generator
+from ..channel.equalizers import EqualizedSymbols
+from ..channel.link import receive, transmit
 
 MODULATIONS = {"qpsk": 2, "16qam": 4, "64qam": 6}
 """Modulation name -> bits per complex symbol (Gray-labelled square QAM, Es = 1)."""
@@ -75,7 +57,7 @@ no longer than this."""
 LDPC_ITERATIONS = 20
 
 HEADER_BITS = 32
-"""The file's length in bytes, sent ahead of it so the receiver can strip the padding."""
+"""A file's length in bytes, sent ahead of it so the receiver can strip the padding."""
 
 def _table(rows: dict[str, tuple[float, ...]]) -> dict[tuple[str, Fraction], float]:
     """{modulation: thresholds in the order of CODE_RATES} -> {(modulation, rate): threshold}."""
@@ -135,35 +117,6 @@ FILE_CODEWORDS = 35
 SCRAMBLING_C_INIT = 0x5E9C0
 """``c_init`` of the scrambling sequence (:func:`scrambling_sequence`), fixed and known to both
 ends (5G NR derives it from the RNTI and cell id; any 31-bit value serves)."""
-
-GREY = 0.5
-"""The pixel value shown when the file is lost."""
-
-
-def compress_image(image: torch.Tensor, codec: str, quality: int) -> bytes:
-    """(3, H, W) in [0, 1] -> the bytes of a JPEG or AVIF file at ``quality``."""
-    fmt, _, options = CODECS[codec]
-    array = image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt, quality=quality, **options)
-    return buffer.getvalue()
-
-
-def encode_image_to_budget(image: torch.Tensor, codec: str, max_bytes: int) -> tuple[bytes, int] | None:
-    """(3, H, W) in [0, 1] -> (file bytes, quality) of the highest quality whose file has at most
-    ``max_bytes`` bytes, by bisection over the codec's quality range (file sizes grow with the
-    quality setting); ``None`` when even the lowest quality does not fit."""
-    low, high = CODECS[codec][1]
-    best = None
-    while low <= high:
-        quality = (low + high) // 2
-        data = compress_image(image, codec, quality)
-        if len(data) <= max_bytes:
-            best, low = (data, quality), quality + 1
-        else:
-            high = quality - 1
-    return best
-
 
 def _sionna():
     """Sionna's mapping module and LDPC classes, imported on first use; the import reseeds
@@ -394,76 +347,15 @@ def choose_scheme(
     return max(feasible, key=lambda p: (MODULATIONS[p[0]] * p[1], -thresholds[p]), default=fallback)
 
 
-def _bytes_to_bits(data: bytes, codewords: int, k: int) -> torch.Tensor:
+def bytes_to_bits(data: bytes, codewords: int, k: int) -> torch.Tensor:
     """A file -> (C, k) float32 bits: its length (``HEADER_BITS``), its bytes, zero padding."""
     payload = len(data).to_bytes(HEADER_BITS // 8, "big") + data
     bits = torch.from_numpy(np.unpackbits(np.frombuffer(payload, dtype=np.uint8))).float()
     return F.pad(bits, (0, codewords * k - bits.numel())).reshape(codewords, k)
 
 
-def _bits_to_bytes(bits: torch.Tensor) -> bytes:
-    """Inverse of :func:`_bytes_to_bits`."""
+def bits_to_bytes(bits: torch.Tensor) -> bytes:
+    """Inverse of :func:`bytes_to_bits`."""
     raw = np.packbits(bits.flatten().to(torch.uint8).numpy()).tobytes()
     header = HEADER_BITS // 8
     return raw[header : header + int.from_bytes(raw[:header], "big")]
-
-
-def channel_symbols(image: torch.Tensor, cbr: Fraction | float | str) -> int:
-    """Complex symbols ``floor(cbr * 3 * H * W)`` for a (3, H, W) image (CBR as :func:`~shared.symbols.parse_cbr` reads it)."""
-    return math.floor(parse_cbr(cbr) * 3 * image.shape[-2] * image.shape[-1])
-
-
-def _scores(image: torch.Tensor, decoded: torch.Tensor) -> dict:
-    """PSNR (dB) and MS-SSIM of ``decoded`` against ``image``, both (3, H, W)."""
-    return {"psnr": float(psnr(image[None], decoded[None])[0]), "ms_ssim": float(ms_ssim(image[None], decoded[None])[0])}
-
-
-def _decode_or_grey(data: bytes | None, image: torch.Tensor) -> torch.Tensor:
-    """The decoded file, or the mid-grey image when there is none."""
-    return torch.full_like(image, GREY) if data is None else load_image_file(io.BytesIO(data))
-
-
-def separation_baseline(
-    image: torch.Tensor,
-    spec: ChannelSpec,
-    cbr: Fraction | float | str,
-    codec: str = "avif",
-    generator: torch.Generator | None = None,
-) -> dict:
-    """One image through codec + LDPC + QAM over the channel of ``spec`` at ``cbr``.
-
-    Returns a dict: ``image`` (3, H, W) as received (mid-grey when the file was lost),
-    ``psnr`` (dB), ``ms_ssim``, ``modulation``, ``code_rate`` (e.g. "2/3"), ``quality`` (the codec
-    setting, ``None`` when no file fits), ``bytes`` (file bytes sent), ``codewords``,
-    ``block_errors``, ``channel_uses`` (0 when nothing was sent) and ``failed`` (file lost or
-    not sent).
-    """
-    symbols = channel_symbols(image, cbr)
-    modulation, rate = choose_scheme(spec.snr_db, spec.kind)
-    codewords, k = codeword_layout(symbols, modulation, rate)
-    fitted = encode_image_to_budget(image, codec, (codewords * k - HEADER_BITS) // 8)
-    data, quality = fitted or (None, None)
-    delivered, block_errors, channel_uses = None, 0, 0
-    if data is not None:
-        decoded, block_errors, channel_uses = send_bits(_bytes_to_bits(data, codewords, k), modulation, rate, spec, generator)
-        delivered = None if block_errors else _bits_to_bytes(decoded)
-    received = _decode_or_grey(delivered, image)
-    return {"image": received, **_scores(image, received), "modulation": modulation, "code_rate": str(rate),
-            "quality": quality, "bytes": 0 if data is None else len(data), "codewords": codewords,
-            "block_errors": block_errors, "channel_uses": channel_uses, "failed": delivered is None}
-
-
-def capacity_bound(image: torch.Tensor, snr_db: float, cbr: Fraction | float | str, codec: str = "avif") -> dict:
-    """The separation bound: the codec at the AWGN capacity budget, delivered without errors.
-
-    ``N = floor(cbr * 3 * H * W)`` complex symbols carry ``N * log2(1 + SNR)`` bits at Es/N0 =
-    ``snr_db``; the file gets ``floor(N * log2(1 + SNR) / 8)`` bytes. Returns ``image`` (mid-grey
-    if no file fits), ``psnr``, ``ms_ssim``, ``budget_bytes``, ``bytes`` and ``quality``.
-    """
-    symbols = channel_symbols(image, cbr)
-    budget = math.floor(symbols * math.log2(1.0 + 10.0 ** (snr_db / 10.0)) / 8)
-    fitted = encode_image_to_budget(image, codec, budget)
-    data, quality = fitted or (None, None)
-    received = _decode_or_grey(data, image)
-    return {"image": received, **_scores(image, received), "budget_bytes": budget,
-            "bytes": 0 if data is None else len(data), "quality": quality}

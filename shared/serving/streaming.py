@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from .api.semcom.v1 import semcom_pb2 as pb
+from ..api.semcom.v1 import semcom_pb2 as pb
 from .rpc import code_for_exception, error_result, status_code
 from .telemetry import IMAGES, IN_FLIGHT
 

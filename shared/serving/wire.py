@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from .adaptation import AdaptationOptions
-from .api.semcom.v1 import semcom_pb2 as pb
-from .channel import ChannelSpec, Transmission, channel_kind
-from .codecs import FrameHeader
-from .symbols import parse_cbr
-from .config import SemcomConfig
-from .decoding import parse_mode
-from .symbols import pack_complex, parse_cbr
+from ..adaptation.options import AdaptationOptions
+from ..api.semcom.v1 import semcom_pb2 as pb
+from ..channel import ChannelSpec, Transmission, channel_kind
+from ..codecs import FrameHeader
+from ..config import SemcomConfig
+from ..decoding import parse_mode
+from ..phy.symbols import pack_complex, parse_cbr
 
 DEFAULT_CBR = Fraction(1, 24)
 

@@ -18,73 +18,27 @@ identity (the in-domain operating point, the role of eq. 13's prior penalty). Th
 Algorithm 2 instead trains g_w adversarially against its WGAN discriminator's last layer; this
 project's codec has no discriminator, so the adapter is fitted on eq. 13's distortion term.
 
-:class:`AdapterCache` is the receiver's bounded per-user store of published adapters.
+:class:`~shared.serving.adapters.AdapterCache` is the receiver's bounded per-user store of published adapters.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from fractions import Fraction
 
-import grpc
 import torch
 from tqdm import tqdm
 
-from .channel import ChannelSpec
-from .channel.models import make_generator
-from .models.layers import pad_to_multiple
-from .codecs.differentiable_link import channel_batch, send_batch
-from .models.deepjscc import symbols_to_latent
-from .models.latent_adapter import LatentAdapter
-from .models.rate_adaptive import RateAdaptiveJSCC
-from .quality import psnr
-
-ADAPTER_CHANNEL_KINDS = ("awgn", "rayleigh")
-
-
-@dataclass(frozen=True)
-class AdaptationOptions:
-    """How :func:`learn_adapter` fits an adapter.
-
-    Attributes:
-        snr_range_db: (low, high) SNR range, dB, the channel draws are spread over (uniform).
-        kinds: channel kinds drawn from (block fading of 64 symbols for Rayleigh).
-        cbrs: CBRs drawn from; they set the allocation's mean symbols per token.
-        draws: channel draws per image.
-        steps: Adam steps.
-        learning_rate: Adam's step size.
-        crop_tokens: side, in tokens (16 px), of the random latent crops decoded per step.
-        crops_per_step: crops in each step's batch.
-        penalty: rho, the weight of (||W - I||^2 + ||b||^2) / C.
-        seed: seed of the draws, crops and channel noise.
-    """
-
-    snr_range_db: tuple[float, float] = (0.0, 20.0)
-    kinds: tuple[str, ...] = ADAPTER_CHANNEL_KINDS
-    cbrs: tuple[Fraction, ...] = (Fraction(1, 48), Fraction(1, 24))
-    draws: int = 4
-    steps: int = 200
-    learning_rate: float = 5e-3
-    crop_tokens: int = 8
-    crops_per_step: int = 4
-    penalty: float = 1e-3
-    seed: int = 0
-
-    def validate(self) -> None:
-        low, high = self.snr_range_db
-        if not (-10.0 <= low <= high <= 40.0):
-            raise ValueError(f"adaptation SNR range [{low}, {high}] dB must be ordered and within [-10, 40] dB")
-        if not 1 <= self.steps <= 5000:
-            raise ValueError(f"adaptation steps must be in 1..5000, got {self.steps}")
-        if self.draws < 1 or self.crop_tokens < 1 or self.crops_per_step < 1:
-            raise ValueError("adaptation draws, crop size and crops per step must be positive")
-        unknown = set(self.kinds) - set(ADAPTER_CHANNEL_KINDS)
-        if not self.kinds or unknown:
-            raise ValueError(f"adaptation channel kinds must be among {ADAPTER_CHANNEL_KINDS}, got {self.kinds}")
+from ..channel import ChannelSpec
+from ..channel.models import make_generator
+from ..codecs.differentiable_link import channel_batch, send_batch
+from ..models.deepjscc import symbols_to_latent
+from ..models.latent_adapter import LatentAdapter
+from ..models.layers import pad_to_multiple
+from ..models.rate_adaptive import RateAdaptiveJSCC
+from ..quality import psnr
+from .options import AdaptationOptions
 
 
 @dataclass
@@ -197,46 +151,3 @@ def learn_adapter(model: RateAdaptiveJSCC, images: list[torch.Tensor], options: 
     learned = LatentAdapter.from_bytes(adapter.cpu().to_bytes(), channels).to(device)  # what the receiver gets
     return AdaptationResult(learned, mean_psnr(model, draws, None), mean_psnr(model, draws, learned),
                             time.perf_counter() - started)
-
-
-class AdapterMissing(Exception):
-    """A frame asks for a user's adapter version the receiver does not hold (FAILED_PRECONDITION)."""
-
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class AdapterCache:
-    """The receiver's per-user adapters, least recently used evicted beyond ``capacity`` users.
-
-    Thread safe; :meth:`get` marks the user as recently used.
-    """
-
-    def __init__(self, capacity: int):
-        if capacity < 1:
-            raise ValueError(f"SEMCOM_RECEIVER_ADAPTER_CACHE must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[int, LatentAdapter]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def publish(self, user_id: str, version: int, adapter: LatentAdapter) -> None:
-        """Store ``user_id``'s adapter ``version`` (replacing any other version of the user)."""
-        with self._lock:
-            self._entries[user_id] = (version, adapter)
-            self._entries.move_to_end(user_id)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-
-    def get(self, user_id: str, version: int) -> LatentAdapter:
-        """The adapter ``version`` of ``user_id``; :class:`AdapterMissing` when it is not held."""
-        with self._lock:
-            entry = self._entries.get(user_id)
-            if entry is not None:
-                self._entries.move_to_end(user_id)
-        if entry is None or entry[0] != version:
-            held = "no adapter" if entry is None else f"adapter version {entry[0]}"
-            raise AdapterMissing(f"the receiver holds {held} for user {user_id!r}, the frame needs version {version}: "
-                                 f"run `semcom adapt --user {user_id} IMAGE ...` again")
-        return entry[1]

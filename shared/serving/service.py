@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-from .config import SemcomConfig, load_config
+from ..config import SemcomConfig, load_config
 from .rpc import start_server
 from .telemetry import start_metrics_server
 
@@ -24,8 +24,8 @@ def load_codec(config: SemcomConfig):
     """The codec (:mod:`shared.codecs`) of the network in ``config.weights``, on ``config.device``."""
     import torch
 
-    from .codecs import codec_for
-    from .models.io import load_model as load_weights
+    from ..codecs import codec_for
+    from ..models.io import load_model as load_weights
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
@@ -40,8 +40,8 @@ def load_diffusion_decoders(config: SemcomConfig, codec):
     (logged; requests for them are answered UNIMPLEMENTED)."""
     from pathlib import Path
 
-    from .decoding import DiffusionDecoders, mode_weights
-    from .models.io import load_model as load_weights
+    from ..decoding import DiffusionDecoders, mode_weights
+    from ..models.io import load_model as load_weights
 
     if not codec.decoder_stages:
         return DiffusionDecoders()

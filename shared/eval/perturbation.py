@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from .channel import ChannelSpec
+from ..channel import ChannelSpec
 
 DEFAULT_PGD_STEPS = 5
 PERTURBATION_KINDS = ("pgd", "noise")

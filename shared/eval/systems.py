@@ -16,14 +16,14 @@ from typing import Callable
 
 import torch
 
-from .channel import ChannelSpec, make_generator
-from .channel.link import transmit
-from .codecs import Codec, FrameHeader, FrameLost
-from .decoding import JSCC, DecoderMode, DiffusionDecoders
-from .models.latent_adapter import LatentAdapter
+from ..channel import ChannelSpec, make_generator
+from ..channel.link import transmit
+from ..codecs import Codec, FrameHeader, FrameLost
+from ..decoding import JSCC, DecoderMode, DiffusionDecoders
+from ..models.latent_adapter import LatentAdapter
 from .perturbation import Perturbation, perturbation_seed
-from .quality import psnr
-from .symbols import achieved_cbr
+from ..quality import psnr
+from ..phy.symbols import achieved_cbr
 
 
 @dataclass
@@ -96,7 +96,7 @@ def perturbed_system(system: System, perturbation: Perturbation, attack_forward:
     """``system`` fed a perturbed copy of its input (8-bit quantized, as an uploaded PNG would
     be); the caller scores the output against the clean original. pgd attacks
     ``attack_forward`` (white box; required for pgd). The perturbation is drawn from
-    :func:`~shared.perturbation.perturbation_seed` of the measurement's channel seed, so it is
+    :func:`~shared.eval.perturbation.perturbation_seed` of the measurement's channel seed, so it is
     the same on a resumed run. ``info`` adds the perturbed input's PSNR (``input_psnr``, dB)."""
 
     def run(image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> SystemOutput:
