@@ -1,11 +1,11 @@
 """Receiver service: received symbols + channel state -> equalization -> decoding -> PNG.
 
-Frames from every stream are validated on arrival and queued in one bounded
-:class:`~receiver.scheduler.FairBatchQueue` (per-user round robin, dynamic batching); a
-pool of concurrent workers (asyncio tasks running the model in a thread pool, on the GPU
-when present) decodes them. A full queue answers RESOURCE_EXHAUSTED at once; a job whose
-deadline passed is answered DEADLINE_EXCEEDED without compute; a cancelled stream's
-queued jobs are dropped.
+Frames from every stream are validated on arrival and queued in the decoder's
+:class:`~shared.serving.fairqueue.FairStage`, the same machinery as the transmitter's encoder
+and the channel emulator (per-user round robin), with a :class:`~shared.serving.fairqueue.BatchPolicy`
+(dynamic batching); its workers run the codec in a thread pool (on the GPU when present). A full
+queue answers RESOURCE_EXHAUSTED at once; a job whose deadline passed is answered
+DEADLINE_EXCEEDED without compute; a cancelled stream's queued jobs are dropped.
 
 Decoder modes (:mod:`shared.decoding`): ``jscc``; a latent diffusion denoiser (teacher
 ODE or consistency student) between equalization and the JSCC decoder; or the generative image
@@ -21,7 +21,6 @@ receiver does not hold that version (never decoded without it).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +40,9 @@ from shared.serving.wire import channel_spec, frame_header, transmission_from_wi
 from shared.models.latent_adapter import LatentAdapter
 from shared.serving.rpc import code_for_exception, error_result
 from shared.serving.streaming import StreamSession
-from shared.serving.telemetry import (BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, SYMBOLS, USER_LATENCY,
-                              WORKERS, timed, user_label)
+from shared.serving.fairqueue import BatchPolicy, FairStage
+from shared.serving.telemetry import DROPS, SYMBOLS, USER_LATENCY, timed, user_label
 
-from .scheduler import FairBatchQueue, Job
 
 SERVICE = "receiver"
 log = logging.getLogger("semcom.receiver")
@@ -80,7 +78,7 @@ def reconstruct_batch(
         frame = received.frame
         if isinstance(outcome, FrameLost):
             DROPS.labels(SERVICE, "side_information_lost").inc()
-            results.append(error_result(frame.request_id, frame.user_id, grpc.StatusCode.DATA_LOSS, str(outcome)))
+            results.append(error_result(frame.request_id, frame.user_id, code_for_exception(outcome), str(outcome)))
             continue
         image = outcome.image
         stage_latency = {**frame.latency_ms, **latency}
@@ -121,28 +119,26 @@ def adapter_from_update(codec: Codec, update: pb.AdapterUpdate) -> LatentAdapter
 
 @dataclass
 class Pending:
-    """A queued frame, the stream that waits for it and its validated channel spec."""
+    """A queued frame and its validated channel spec and adapter."""
 
     received: pb.ReceivedFrame
-    session: StreamSession
     spec: ChannelSpec
     adapter: LatentAdapter | None = None  # the user's latent adapter the frame asks for
 
 
-class DecodeWorkerPool:
-    """``workers`` concurrent decode workers over one :class:`FairBatchQueue`."""
+class ReceiverService(pb_grpc.ReceiverServicer):
+    """Validates each frame on arrival, then queues it in the decoder's :class:`FairStage` (per-user
+    round robin, dynamic batching by :class:`BatchPolicy`: frames of one codec, mode, grid and
+    batch key decode together)."""
 
-    def __init__(self, codec: Codec, config: SemcomConfig, decoders: DiffusionDecoders | None = None):
+    def __init__(self, config: SemcomConfig, codec: Codec, decoders: DiffusionDecoders | None = None):
+        self.config = config
         self.codec = codec
         self.decoders = decoders or DiffusionDecoders()
-        self.config = config
-        if config.receiver_scheduler not in ("fair", "fifo"):
-            raise ValueError(f"SEMCOM_RECEIVER_SCHEDULER must be 'fair' or 'fifo', got {config.receiver_scheduler!r}")
-        self.queue = FairBatchQueue(config.receiver_queue_size, config.receiver_max_batch,
-                                    config.receiver_max_wait_ms / 1000.0, fair=config.receiver_scheduler == "fair")
         self.executor = ThreadPoolExecutor(config.receiver_workers, thread_name_prefix="rx-worker")
-        self.workers = [asyncio.ensure_future(self._work()) for _ in range(config.receiver_workers)]
-        WORKERS.labels(SERVICE).set(config.receiver_workers)
+        self.stage = FairStage(SERVICE, config.receiver_workers, config.receiver_queue_size,
+                               config.receiver_scheduler, self.executor, latency_key="queue",
+                               batching=BatchPolicy(config.receiver_max_batch, config.receiver_max_wait_ms / 1000.0))
         self.adapters = AdapterCache(config.receiver_adapter_cache)
 
     def adapter_for(self, frame: pb.SymbolFrame) -> LatentAdapter | None:
@@ -155,117 +151,53 @@ class DecodeWorkerPool:
                                       f"runs {self.codec.describe()}")
         return self.adapters.get(frame.user_id, frame.adapter_version)
 
-    def submit(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
-        """Validate and queue a frame; raises ``asyncio.QueueFull`` when the receiver is saturated."""
+    def validate(self, received: pb.ReceivedFrame) -> tuple[tuple, Pending]:
+        """A frame's batch key and :class:`Pending` (``ValueError``/``NotImplementedError`` for a
+        frame this receiver cannot decode); normalizes ``frame.mode``."""
         frame = received.frame
         parsed = parse_mode(frame.mode)
         if frame.model and frame.model != self.codec.name:
             raise ValueError(f"frame is from codec {frame.model!r}; this receiver serves {self.codec.name!r}")
         check_mode(self.codec, self.decoders, parsed)
-        mode = str(parsed)
+        frame.mode = str(parsed)
         k = self.codec.check_frame(frame_header(frame))
-        spec = channel_spec(frame.channel, self.config)
-        adapter = self.adapter_for(frame)
-        frame.mode = mode
-        deadline = frame.deadline_unix_ms / 1000.0 if frame.deadline_unix_ms else None
-        key = (frame.model, mode, frame.grid_height, frame.grid_width, k)
-        self.queue.put(Job(frame.user_id, key, Pending(received, session, spec, adapter), deadline, time.perf_counter()))
-        QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
+        pending = Pending(received, channel_spec(frame.channel, self.config), self.adapter_for(frame))
+        return (frame.model, frame.mode, frame.grid_height, frame.grid_width, k), pending
 
-    def drop_stream(self, session: StreamSession) -> None:
-        """Forget the queued jobs of a cancelled stream."""
-        dropped = self.queue.remove(lambda job: job.payload.session is session)
-        if dropped:
-            DROPS.labels(SERVICE, "cancelled").inc(len(dropped))
-            QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
-
-    def _runnable(self, batch: list[Job]) -> list[Job]:
-        """Answer expired jobs and skip cancelled ones; the rest are worth computing."""
-        now = time.time()
-        runnable = []
-        for job in batch:
-            received, session = job.payload.received, job.payload.session
-            if session.closed:
-                DROPS.labels(SERVICE, "cancelled").inc()
-            elif job.deadline is not None and now > job.deadline:
-                DROPS.labels(SERVICE, "deadline").inc()
-                session.answer(error_result(received.frame.request_id, received.frame.user_id,
-                                            grpc.StatusCode.DEADLINE_EXCEEDED,
-                                            f"deadline passed {1000 * (now - job.deadline):.0f} ms before decoding"))
-            else:
-                runnable.append(job)
-        return runnable
-
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = self._runnable(await self.queue.get_batch())
-            QUEUE_DEPTH.labels(SERVICE).set(len(self.queue))
-            if not batch:
-                continue
-            started = time.perf_counter()
-            for job in batch:
-                STAGE_LATENCY.labels(SERVICE, "queue").observe(started - job.enqueued)
-            BATCH_SIZE.labels(SERVICE).observe(len(batch))
-            BUSY_WORKERS.labels(SERVICE).inc()
-            frames = [job.payload.received for job in batch]
-            specs = [job.payload.spec for job in batch]
-            adapters = [job.payload.adapter for job in batch]
-            try:
-                results = await loop.run_in_executor(self.executor, reconstruct_batch, self.codec, frames, specs,
-                                                     self.decoders, adapters)
-            except Exception as exc:
-                code = code_for_exception(exc)
-                log.exception("decoding a batch of %d failed", len(batch))
-                results = [error_result(f.frame.request_id, f.frame.user_id, code, str(exc)) for f in frames]
-            finally:
-                BUSY_WORKERS.labels(SERVICE).dec()
-            done = time.perf_counter()
-            for job, result in zip(batch, results):
-                result.latency_ms["queue"] = 1000.0 * (started - job.enqueued)
-                USER_LATENCY.labels(user_label(job.user_id)).observe(done - job.enqueued)
-                job.payload.session.answer(result)
-
-    async def close(self) -> None:
-        for worker in self.workers:
-            worker.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-class ReceiverService(pb_grpc.ReceiverServicer):
-    def __init__(self, config: SemcomConfig, codec: Codec, decoders: DiffusionDecoders | None = None):
-        self.pool = DecodeWorkerPool(codec, config, decoders)
+    def _decode(self, batch: list[Pending]) -> list[pb.ImageResult]:
+        return reconstruct_batch(self.codec, [p.received for p in batch], [p.spec for p in batch], self.decoders,
+                                 [p.adapter for p in batch])
 
     async def _handle(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         frame = received.frame
-        try:
-            self.pool.submit(received, session)
-        except asyncio.QueueFull:
-            DROPS.labels(SERVICE, "queue_full").inc()
-            session.answer(error_result(frame.request_id, frame.user_id, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                        f"receiver queue is full ({self.pool.queue.capacity} jobs); retry later"))
+        key, pending = self.validate(received)
+        arrived = time.perf_counter()
+        latency: dict[str, float] = {}
+        deadline = frame.deadline_unix_ms / 1000.0 if frame.deadline_unix_ms else None
+        result = await self.stage.run(frame.user_id, deadline, self._decode, pending, latency=latency, key=key)
+        result.latency_ms.update(latency)
+        USER_LATENCY.labels(user_label(frame.user_id)).observe(time.perf_counter() - arrived)
+        session.answer(result)
 
     async def Receive(self, request_iterator, context):
         session = StreamSession(SERVICE, self._handle, lambda r: (r.frame.request_id, r.frame.user_id))
-        try:
-            async for result in session.run(request_iterator):
-                yield result
-        finally:
-            self.pool.drop_stream(session)
+        async for result in session.run(request_iterator):
+            yield result
 
     async def PublishAdapter(self, request: pb.AdapterUpdate, context) -> pb.AdapterAck:
         """Store a user's latent adapter in the bounded cache; bad updates: INVALID_ARGUMENT."""
         try:
-            adapter = adapter_from_update(self.pool.codec, request)
+            adapter = adapter_from_update(self.codec, request)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self.pool.adapters.publish(request.user_id, request.version, adapter)
+        self.adapters.publish(request.user_id, request.version, adapter)
         log.info("adapter version %d of user %r stored (%d users cached)", request.version, request.user_id,
-                 len(self.pool.adapters))
-        return pb.AdapterAck(user_id=request.user_id, version=request.version, cached_users=len(self.pool.adapters))
+                 len(self.adapters))
+        return pb.AdapterAck(user_id=request.user_id, version=request.version, cached_users=len(self.adapters))
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self.stage.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def register(service: ReceiverService):

@@ -156,7 +156,7 @@ def test_adapt_then_send_with_the_adapter_through_the_services(adaptive_chain):
     assert all(is_ok(r) for r in results.values()), [r.status.message for r in results.values()]
 
     receiver = adaptive_chain.services[2]
-    receiver.pool.adapters.publish("artist", 7, LatentAdapter.identity(CHANNELS))  # the transmitter stamps 2
+    receiver.adapters.publish("artist", 7, LatentAdapter.identity(CHANNELS))  # the transmitter stamps 2
     stale = send(target, [adapter_request("stale", "artist")])["stale"]
     assert status_code(stale) is grpc.StatusCode.FAILED_PRECONDITION
     assert "version 2" in stale.status.message and "semcom adapt --user artist" in stale.status.message

@@ -1,4 +1,4 @@
-"""The MU-GSC receiver scheduler: fairness, batching, limits, deadlines, cancellation."""
+"""The MU-GSC receiver scheduler (a batching FairStage): fairness, batching, limits, deadlines, cancellation."""
 
 from __future__ import annotations
 
@@ -8,53 +8,53 @@ import time
 import grpc
 import pytest
 
-from receiver.scheduler import FairBatchQueue, Job
 from receiver.server import ReceiverService
 from semcom_cli.client import SendOptions
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.codecs import codec_for
 from shared.config import load_config
 from shared.models.io import load_model
+from shared.serving.fairqueue import BatchPolicy, FairQueue, Job, QueueFullError
 from shared.serving.rpc import status_code
 
 from .conftest import Chain
 from .test_services import image_bytes, send
 
 
-def drain(queue: FairBatchQueue) -> list[list[Job]]:
+def drain(queue: FairQueue, policy: BatchPolicy) -> list[list[Job]]:
     async def run():
         batches = []
         while len(queue):
-            batches.append(await queue.get_batch())
+            batches.append(await queue.get_batch(policy.max_batch, policy.max_wait_s))
         return batches
 
     return asyncio.run(run())
 
 
 def test_round_robin_keeps_a_flooding_user_from_starving_others():
-    queue = FairBatchQueue(capacity=100, max_batch=1, max_wait_s=0)
+    queue, policy = FairQueue(100), BatchPolicy(1, 0)
     for i in range(10):
         queue.put(Job("flood", "k", f"flood-{i}"))
     queue.put(Job("quiet", "k", "quiet-0"))
     queue.put(Job("quiet", "k", "quiet-1"))
-    order = [batch[0].payload for batch in drain(queue)]
+    order = [batch[0].payload for batch in drain(queue, policy)]
     assert order[:4] == ["flood-0", "quiet-0", "flood-1", "quiet-1"]
     assert order[4:] == [f"flood-{i}" for i in range(2, 10)]
 
 
 def test_fifo_mode_serves_in_arrival_order():
-    queue = FairBatchQueue(capacity=100, max_batch=1, max_wait_s=0, fair=False)
+    queue, policy = FairQueue(100, fair=False), BatchPolicy(1, 0)
     for i in range(5):
         queue.put(Job("flood", "k", f"flood-{i}"))
     queue.put(Job("quiet", "k", "quiet-0"))
-    assert [b[0].payload for b in drain(queue)] == [f"flood-{i}" for i in range(5)] + ["quiet-0"]
+    assert [b[0].payload for b in drain(queue, policy)] == [f"flood-{i}" for i in range(5)] + ["quiet-0"]
 
 
 def test_batches_group_compatible_jobs_one_per_user_per_round():
-    queue = FairBatchQueue(capacity=100, max_batch=3, max_wait_s=0)
+    queue, policy = FairQueue(100), BatchPolicy(3, 0)
     for user, key in [("a", "big"), ("a", "big"), ("b", "small"), ("c", "big"), ("d", "big")]:
         queue.put(Job(user, key, f"{user}-{key}"))
-    batches = [[job.payload for job in batch] for batch in drain(queue)]
+    batches = [[job.payload for job in batch] for batch in drain(queue, policy)]
     assert batches[0] == ["a-big", "c-big", "d-big"]  # b's job has another key
     assert batches[1] == ["b-small"]
     assert batches[2] == ["a-big"]
@@ -62,12 +62,12 @@ def test_batches_group_compatible_jobs_one_per_user_per_round():
 
 def test_worker_waits_up_to_max_wait_to_fill_a_batch():
     async def run():
-        queue = FairBatchQueue(capacity=10, max_batch=4, max_wait_s=0.2)
+        queue, policy = FairQueue(10), BatchPolicy(4, 0.2)
         queue.put(Job("a", "k", 1))
         asyncio.get_running_loop().call_later(0.05, queue.put, Job("b", "k", 2))
         asyncio.get_running_loop().call_later(0.05, queue.put, Job("c", "other", 3))
         start = time.perf_counter()
-        batch = await queue.get_batch()
+        batch = await queue.get_batch(policy.max_batch, policy.max_wait_s)
         return [j.payload for j in batch], time.perf_counter() - start, len(queue)
 
     payloads, waited, left = asyncio.run(run())
@@ -76,7 +76,7 @@ def test_worker_waits_up_to_max_wait_to_fill_a_batch():
 
 
 def test_capacity_and_removal():
-    queue = FairBatchQueue(capacity=3, max_batch=8, max_wait_s=0)
+    queue, policy = FairQueue(3), BatchPolicy(8, 0)
     for i in range(3):
         queue.put(Job("u", "k", i))
     with pytest.raises(asyncio.QueueFull):
@@ -84,9 +84,11 @@ def test_capacity_and_removal():
     removed = queue.remove(lambda job: job.payload != 1)
     assert [j.payload for j in removed] == [0, 2] and len(queue) == 1
     queue.put(Job("v", "k", 9))
-    assert [[j.payload for j in b] for b in drain(queue)] == [[1, 9]]
+    assert [[j.payload for j in b] for b in drain(queue, policy)] == [[1, 9]]
     with pytest.raises(ValueError):
-        FairBatchQueue(capacity=0, max_batch=1, max_wait_s=0)
+        FairQueue(capacity=0)
+    with pytest.raises(ValueError):
+        BatchPolicy(max_batch=0, max_wait_s=0)
 
 
 class RecordingSession:
@@ -106,19 +108,21 @@ def test_full_queue_answers_resource_exhausted_at_once(tiny_weights):
 
     async def run():
         service = ReceiverService(config, codec_for(load_model(config.weights)))
-        await service.close()  # no worker takes jobs: the queue only fills
-        for i in range(2):
-            service.pool.queue.put(Job("u", "k", i))
-        session = RecordingSession()
+        for i in range(2):  # two queued jobs whose callers already left: the queue is full
+            left = asyncio.get_running_loop().create_future()
+            left.cancel()
+            service.stage.queue.put(Job("u", "k", (None, (), left)))
         frame = pb.ReceivedFrame(frame=pb.SymbolFrame(
             request_id="late", user_id="u", symbols=bytes(8 * 16), num_symbols=16, token_lengths=[16],
             grid_height=1, grid_width=1, image_height=16, image_width=16))
-        await service._handle(frame, session)
-        return session.answers
+        try:
+            with pytest.raises(QueueFullError, match="queue is full") as refused:
+                await service._handle(frame, RecordingSession())
+            return refused.value
+        finally:
+            await service.close()
 
-    answers = asyncio.run(run())
-    assert len(answers) == 1 and status_code(answers[0]) is grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "queue is full" in answers[0].status.message
+    assert asyncio.run(run()).grpc_code is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.fixture(scope="module")

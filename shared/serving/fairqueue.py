@@ -4,12 +4,13 @@
 user in turn gives up its oldest job, so a user with many jobs waiting delays another
 user's job by at most one of its own per round. With ``fair=False`` all jobs share one
 FIFO queue (arrival order). ``put`` raises ``asyncio.QueueFull`` beyond ``capacity``.
-The receiver's batching queue (:class:`receiver.scheduler.FairBatchQueue`) builds on it.
+:meth:`FairQueue.get_batch` hands out batches of compatible jobs (same key).
 
 :class:`FairStage` puts a :class:`FairQueue` in front of a pool of workers that run a
 blocking function (the transmitter's encoder, the channel emulator's channel) in a thread
 pool, so that requests are computed in per-user round-robin order instead of the thread
-pool's arrival order (:meth:`FairStage.run_first` lets short follow-up work of admitted
+pool's arrival order; with a :class:`BatchPolicy` (the receiver's decoder) compatible jobs run
+as one batch (:meth:`FairStage.run_first` lets short follow-up work of admitted
 requests use the same workers ahead of the queue). A full queue refuses at once
 (RESOURCE_EXHAUSTED); a job whose deadline passed while it waited is not computed
 (DEADLINE_EXCEEDED); a caller that is cancelled (its stream ended) takes its job out of
@@ -31,9 +32,11 @@ from typing import Any
 
 import grpc
 
-from .telemetry import BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, WORKERS
+from .telemetry import BATCH_SIZE, BUSY_WORKERS, DROPS, QUEUE_DEPTH, STAGE_LATENCY, WORKERS
 
 SCHEDULERS = ("fair", "fifo")
+FIRST = ("run_first",)
+"""The key of :meth:`FairStage.run_first` work (never batched, not counted as queued)."""
 
 
 @dataclass
@@ -119,6 +122,27 @@ class FairQueue:
         """Wake the waiters of :meth:`wait_for_change` (new work outside this queue)."""
         self._changed.set()
 
+    async def get_batch(self, max_batch: int, max_wait_s: float) -> list[Job]:
+        """Wait for work; return 1..``max_batch`` jobs sharing the first one's key (the first in
+        round-robin order, then one per user per round), waiting at most ``max_wait_s`` for more; a job
+        without a key (``None``) is not batched."""
+        await self.wait_for_job()
+        first = self.pop_next()
+        batch = [first]
+        if first.key is None:
+            return batch
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + max_wait_s
+        while len(batch) < max_batch:
+            job = self.pop_next(first.key)
+            if job is not None:
+                batch.append(job)
+                continue
+            remaining = give_up - loop.time()
+            if remaining <= 0 or not await self.wait_for_change(remaining):
+                break
+        return batch
+
     async def wait_for_change(self, timeout_s: float | None) -> bool:
         """Wait until a job is queued or ``timeout_s`` passed (``None``: no limit); ``False`` on timeout."""
         self._changed.clear()
@@ -127,6 +151,21 @@ class FairQueue:
         except asyncio.TimeoutError:
             return False
         return True
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How a :class:`FairStage` batches (the MU-GSC receiver's dynamic batching): a worker takes
+    the next job in round-robin order and fills its batch with queued jobs of the same key, one per
+    user per round, up to ``max_batch``, waiting at most ``max_wait_s`` for more. With
+    ``max_batch=1``, one worker and ``fifo`` this is the sequential single-worker receiver (GSC)."""
+
+    max_batch: int
+    max_wait_s: float
+
+    def __post_init__(self):
+        if self.max_batch < 1 or self.max_wait_s < 0:
+            raise ValueError("max_batch must be >= 1 and max_wait_s >= 0")
 
 
 class StageError(Exception):
@@ -158,10 +197,13 @@ class FairStage:
         executor: the thread pool to run calls in (shared with other work of the service);
             by default the stage's own pool of ``workers`` threads.
         latency_key: :meth:`run` stores the queue wait in ``latency[latency_key]`` (ms).
+        batching: with a :class:`BatchPolicy`, jobs queued with equal (non-``None``) ``key``
+            run together: their ``fn`` is called once with the list of their single arguments
+            and returns the list of their results.
     """
 
     def __init__(self, service: str, workers: int, capacity: int, scheduler: str = "fair",
-                 executor: Executor | None = None, latency_key: str = "queue"):
+                 executor: Executor | None = None, latency_key: str = "queue", batching: BatchPolicy | None = None):
         if scheduler not in SCHEDULERS:
             raise ValueError(f"the {service} scheduler must be 'fair' or 'fifo', got {scheduler!r}")
         if workers < 1:
@@ -172,6 +214,7 @@ class FairStage:
         self._own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(workers, thread_name_prefix=f"{service}-stage")
         self.latency_key = latency_key
+        self.batching = batching
         self._urgent: deque[Job] = deque()  # run_first jobs: served before the queue, unbounded
         self._tasks: list[asyncio.Task] = []
         self._closed = False
@@ -185,15 +228,17 @@ class FairStage:
     def _depth(self) -> None:
         QUEUE_DEPTH.labels(self.service).set(len(self.queue))
 
-    async def run(self, user_id: str, deadline: float | None, fn: Callable, *args, latency: dict | None = None):
-        """Queue ``fn(*args)`` for ``user_id`` and return its result once a worker ran it.
+    async def run(self, user_id: str, deadline: float | None, fn: Callable, *args, latency: dict | None = None,
+                  key: Hashable = None):
+        """Queue ``fn(*args)`` for ``user_id`` and return its result once a worker ran it (a
+        batching stage: ``fn([arg, ...])`` once for the batch of jobs sharing ``key``).
 
         Raises :class:`QueueFullError` at once when ``capacity`` jobs wait,
         :class:`DeadlineExpiredError` when ``deadline`` (``time.time()`` seconds; ``None``:
         none) passed before a worker took the job, and whatever ``fn`` raised. If the caller
         is cancelled while the job waits, the job leaves the queue uncomputed.
         """
-        job = self._job(user_id, deadline, fn, args)
+        job = self._job(user_id, deadline, fn, args, key)
         try:
             self.queue.put(job)
         except asyncio.QueueFull:
@@ -218,7 +263,7 @@ class FairStage:
         figures of a returned result), so that it shares the workers instead of queueing
         unseen in the thread pool ahead of them.
         """
-        job = self._job("", None, fn, args, key="first")
+        job = self._job("", None, fn, args, key=FIRST)
         self._urgent.append(job)
         self.queue.wake()
         try:
@@ -236,41 +281,68 @@ class FairStage:
         future = asyncio.get_running_loop().create_future()
         return Job(user_id, key, (fn, args, future), deadline, time.perf_counter())
 
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._urgent and not len(self.queue):
-                await self.queue.wait_for_change(None)
-            if self._urgent:
-                job = self._urgent.popleft()
-            else:
-                job = self.queue.pop_next()
-                self._depth()
-            fn, args, future = job.payload
+    async def _next(self) -> list[Job]:
+        """The next job (``run_first`` work first), or the next batch of a batching stage."""
+        while not self._urgent and not len(self.queue):
+            await self.queue.wait_for_change(None)
+        if self._urgent:
+            return [self._urgent.popleft()]
+        if self.batching is not None:
+            batch = await self.queue.get_batch(self.batching.max_batch, self.batching.max_wait_s)
+        else:
+            batch = [self.queue.pop_next()]
+        self._depth()
+        return batch
+
+    def _runnable(self, batch: list[Job]) -> list[Job]:
+        """Skip jobs whose caller was cancelled, refuse those whose deadline passed; the rest run."""
+        now = time.time()
+        runnable = []
+        for job in batch:
+            future = job.payload[2]
             if future.done():  # its caller was cancelled
                 continue
-            now = time.time()
             if job.deadline is not None and now > job.deadline:
                 DROPS.labels(self.service, "deadline").inc()
                 future.set_exception(DeadlineExpiredError(
                     f"deadline passed {1000 * (now - job.deadline):.0f} ms before the {self.service} took the request"))
                 continue
-            waited_s = time.perf_counter() - job.enqueued
-            if job.key is None:  # a queued request (not run_first work)
-                STAGE_LATENCY.labels(self.service, "queue").observe(waited_s)
+            runnable.append(job)
+        return runnable
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = self._runnable(await self._next())
+            if not batch:
+                continue
+            started = time.perf_counter()
+            fn = batch[0].payload[0]
+            batched = self.batching is not None and batch[0].key not in (None, FIRST)
+            if batch[0].key is not FIRST:  # queued requests (not run_first work)
+                for job in batch:
+                    STAGE_LATENCY.labels(self.service, "queue").observe(started - job.enqueued)
+            if batched:
+                BATCH_SIZE.labels(self.service).observe(len(batch))
             BUSY_WORKERS.labels(self.service).inc()
             try:
-                result = await loop.run_in_executor(self.executor, fn, *args)
+                if batched:
+                    results = await loop.run_in_executor(self.executor, fn, [job.payload[1][0] for job in batch])
+                else:
+                    results = [await loop.run_in_executor(self.executor, fn, *batch[0].payload[1])]
             except asyncio.CancelledError:  # the stage closes
-                if not future.done():
-                    future.set_exception(StageClosedError(f"{self.service} is shutting down"))
+                for job in batch:
+                    if not job.payload[2].done():
+                        job.payload[2].set_exception(StageClosedError(f"{self.service} is shutting down"))
                 raise
             except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
+                for job in batch:
+                    if not job.payload[2].done():
+                        job.payload[2].set_exception(exc)
             else:
-                if not future.done():
-                    future.set_result((result, waited_s))
+                for job, result in zip(batch, results):
+                    if not job.payload[2].done():
+                        job.payload[2].set_result((result, started - job.enqueued))
             finally:
                 BUSY_WORKERS.labels(self.service).dec()
 
