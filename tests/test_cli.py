@@ -15,7 +15,7 @@ import pytest
 from semcom_cli.main import main
 
 from .conftest import free_port
-from .test_services import image_bytes
+from .serving.test_services import image_bytes
 
 JSON_KEYS = {"image", "psnr", "ms_ssim", "cbr", "snr_db", "channel", "mode", "latency_ms"}
 

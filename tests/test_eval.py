@@ -8,7 +8,7 @@ from PIL import Image
 
 from semcom_cli.main import main
 
-from .test_services import image_bytes
+from .serving.test_services import image_bytes
 
 
 def test_eval_writes_results_plots_grid_and_resumes(tiny_weights, tmp_path, capsys):

@@ -32,8 +32,8 @@ from shared.serving.rpc import status_code
 from shared.phy.symbols import power_normalize
 
 from .conftest import Chain
-from .test_rate_adaptive import TINY
-from .test_services import image_bytes, send
+from .codecs.test_rate_adaptive import TINY
+from .serving.test_services import image_bytes, send
 
 FACTOR = 4  # the toy codec's downscaling: 3 H W / 16 real values, two per complex symbol: CBR 1/32
 

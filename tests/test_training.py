@@ -13,8 +13,8 @@ import torch
 from shared.models.io import load_model, read_metadata
 from training.train_baseline import main
 
+from .serving.test_services import image_bytes
 from .conftest import training_log
-from .test_services import image_bytes
 
 
 def tiny_baseline_config(tmp_path, **overrides) -> str:

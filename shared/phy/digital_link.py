@@ -149,7 +149,7 @@ def scrambling_sequence(length: int) -> torch.Tensor:
     zero padding, zero runs in its header, the systematic part of a constant block) maps to
     one constellation point, for 16- and 64-QAM the innermost one at a fifth / a twenty-first of the
     mean energy, and those codewords fail far above the thresholds (the all-zero 16-QAM 2/3
-    codewords of ``tests/test_separation.py`` at 10 dB over AWGN). On random data it changes
+    codewords of ``tests/eval/test_separation.py`` at 10 dB over AWGN). On random data it changes
     nothing in distribution, so the measured thresholds hold for any file."""
     global _scrambling_cache
     if _scrambling_cache.size < length:

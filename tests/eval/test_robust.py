@@ -16,8 +16,8 @@ from shared.models import RateAdaptiveConfig, RateAdaptiveJSCC
 from shared.models.io import load_model, read_metadata, save_model
 from shared.eval.perturbation import Perturbation, input_noise, parse_perturbation, pgd_semantic_error, project
 
-from .test_services import image_bytes, smooth_image
-from .conftest import training_log
+from ..serving.test_services import image_bytes, smooth_image
+from ..conftest import training_log
 
 TINY = RateAdaptiveConfig(widths=(8, 8, 8, 8), hyper_width=8, adapter_width=8)
 

@@ -16,7 +16,7 @@ from shared.config import load_config
 from shared.serving.fairqueue import DeadlineExpiredError, FairQueue, FairStage, Job, QueueFullError
 from shared.serving.rpc import status_code
 
-from .conftest import Chain
+from ..conftest import Chain
 from .test_services import image_bytes
 
 SERVICE_TIME_S = 0.03

@@ -21,10 +21,10 @@ from shared.models.semantic_finetune import (PriorExtractor, RestorationNet, Sem
 from shared.codecs import codec_for
 from shared.serving.service import load_diffusion_decoders
 
-from .conftest import Chain, smooth_image
+from ..conftest import Chain, smooth_image
 from .test_diffusion import codec, training_folders  # noqa: F401  (the tiny codec fixture)
-from .test_services import image_bytes, send
-from .conftest import training_log
+from ..serving.test_services import image_bytes, send
+from ..conftest import training_log
 
 TINY_TUNER = SemanticFineTunerConfig(prior_channels=4, extractor_width=16, extractor_blocks=1, widths=(8, 16),
                                      heads=2, denoiser_hidden=32, denoiser_layers=2)

@@ -17,7 +17,7 @@ from shared.models.io import load_model
 from shared.serving.fairqueue import BatchPolicy, FairQueue, Job, QueueFullError
 from shared.serving.rpc import status_code
 
-from .conftest import Chain
+from ..conftest import Chain
 from .test_services import image_bytes, send
 
 

@@ -23,7 +23,7 @@ from shared.models.io import load_model, save_model
 from shared.models.latent_adapter import LatentAdapter, adapter_bytes
 from shared.serving.rpc import code_for_exception, insecure_channel, replica_targets, status_code
 
-from .conftest import Chain, free_port
+from ..conftest import Chain, free_port
 from .test_services import image_bytes, send, smooth_image
 
 TINY = RateAdaptiveConfig(widths=(8, 8, 8, 8), hyper_width=8, adapter_width=8)

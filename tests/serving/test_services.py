@@ -17,7 +17,7 @@ from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import load_config
 from shared.serving.rpc import insecure_channel, status_code
 
-from .conftest import Chain, free_port, smooth_image
+from ..conftest import Chain, free_port, smooth_image
 
 STAGES = {"decode_input", "encode", "channel", "equalize", "decode", "reconstruct", "quality", "end_to_end"}
 

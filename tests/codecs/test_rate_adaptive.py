@@ -23,9 +23,9 @@ from shared.models.rate_adaptive import allocate_symbols, choose_beta, pack_symb
 from shared.phy.side_channel import (protect_side_information, recover_side_information, side_channel_scheme,
                                  side_channel_symbols)
 
-from .conftest import Chain
-from .test_services import image_bytes, smooth_image
-from .conftest import training_log
+from ..conftest import Chain
+from ..serving.test_services import image_bytes, smooth_image
+from ..conftest import training_log
 
 TINY = RateAdaptiveConfig(widths=(8, 8, 8, 8), hyper_width=8, adapter_width=8)
 LEVELS = TINY.symbol_levels
@@ -152,7 +152,7 @@ def adaptive_chain(tmp_path_factory, tiny_model):
 
 
 def test_service_chain_serves_the_rate_adaptive_codec(adaptive_chain):
-    from .test_services import send
+    from ..serving.test_services import send
 
     requests = [pb.ImageRequest(request_id="ok", user_id="u", image=image_bytes(128, 128),
                                 channel=pb.ChannelSpec(kind="awgn", snr_db=12.0), target_cbr=1 / 24),

@@ -24,9 +24,9 @@ from shared.models.vae_upsampler import (VAEUpsamplerConfig, VAEUpsamplerJSCC, k
 from training.train_vae_upsampler import hybrid_loss
 from training.train_vae_upsampler import main as train
 
-from .conftest import TINY
-from .test_services import image_bytes
-from .conftest import training_log
+from ..conftest import TINY
+from ..serving.test_services import image_bytes
+from ..conftest import training_log
 
 SHIPPED = Path("weights/vae_upsampler_x2.safetensors")
 
@@ -175,8 +175,8 @@ def test_services_serve_it_as_a_fixed_rate_codec(tmp_path):
     from shared.config import load_config
     from shared.serving.rpc import status_code
 
-    from .conftest import Chain
-    from .test_services import send
+    from ..conftest import Chain
+    from ..serving.test_services import send
 
     path = tmp_path / "tiny_x2.safetensors"
     save_model(tiny_model(2), path, {"purpose": "tests"})

@@ -26,10 +26,10 @@ from shared.models.io import load_model, read_metadata, save_model
 from shared.models.generative_decoder import GenerativeDecoder, GenerativeDecoderConfig
 from shared.models.latent_denoiser import LatentDenoiser, LatentDenoiserConfig
 
-from .conftest import Chain
-from .test_rate_adaptive import TINY
-from .test_services import image_bytes, send, smooth_image
-from .conftest import training_log
+from ..conftest import Chain
+from ..codecs.test_rate_adaptive import TINY
+from ..serving.test_services import image_bytes, send, smooth_image
+from ..conftest import training_log
 
 TINY_DENOISER = LatentDenoiserConfig(widths=(32, 32), steps=20)
 TINY_GENERATIVE = GenerativeDecoderConfig(widths=(16, 16), train_steps=100, default_steps=2)
