@@ -69,11 +69,27 @@ def _override_arguments(parser: argparse.ArgumentParser) -> None:
     add("--precision", choices=("auto", "fp32", "bf16"), help="auto: bf16 autocast on CUDA, fp32 on CPU")
     add("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the sub-networks")
     add("--threads", type=int, help="CPU threads per process (0: every core, split between local processes)")
+    add("--train-modules", nargs="+", metavar="NAME",
+        help="train only these sub-modules of the model, the others frozen (e.g. 'synthesis rate_decoder': a "
+             "better decoder for the latent the receiver's other networks were trained on)")
 
 
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def freeze_except(model: nn.Module, names: list[str]) -> None:
+    """Freeze every parameter of ``model`` outside its sub-modules ``names`` (``ValueError`` naming
+    the sub-modules there are for a name the model lacks)."""
+    children = dict(model.named_children())
+    unknown = [name for name in names if name not in children]
+    if unknown:
+        raise ValueError(f"train_modules: {', '.join(unknown)} not sub-modules of {type(model).__name__} "
+                         f"(it has {', '.join(children)})")
+    model.requires_grad_(False)
+    for name in names:
+        children[name].requires_grad_(True)
 
 
 def learning_rate(cfg: dict, step: int, progress: float) -> float:
@@ -140,7 +156,7 @@ class TrainingRun:
         args = parser.parse_args(argv)
         cfg = json.loads(Path(args.config).read_text())
         for key in ("max_minutes", "steps", "batch_size", "run_dir", "output", "init_weights", "train_dirs",
-                    "val_dir", "precision", "compile", "threads"):
+                    "val_dir", "precision", "compile", "threads", "train_modules"):
             if getattr(args, key) is not None:
                 cfg[key] = getattr(args, key)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -205,6 +221,8 @@ class TrainingRun:
         cfg = self.cfg
         if cfg.get("init_weights") and not self.has_checkpoint:
             model.load_state_dict(self.frozen(cfg["init_weights"]).state_dict())
+        if cfg.get("train_modules"):
+            freeze_except(model, cfg["train_modules"])
         memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
         model.to(self.device, memory_format=memory_format)
         trainable = [p for p in model.parameters() if p.requires_grad]
