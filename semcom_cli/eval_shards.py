@@ -4,7 +4,7 @@ disjoint part of the measurement grid; `semcom eval merge` joins their results.
 The grid is every image x channel x CBR x SNR x system of one command line, in the order a
 single run measures it. Shard K of N takes the settings at positions K-1, K-1+N, K-1+2N, ...
 (round robin, so every shard gets a share of every system and image). A measurement's channel
-draw is seeded from (seed, image, SNR, channel) alone (shared.evaluation.channel_seed), never
+draw is seeded from (seed, image, SNR, channel) alone (shared.eval.systems.channel_seed), never
 from its position or process, so a shard's rows are the single run's rows.
 
 Each shard's --out folder gets results.csv (its rows; resumable like a single run) and

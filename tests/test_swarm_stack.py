@@ -118,7 +118,7 @@ class Load:
 
         from semcom_cli.client import SendOptions, stream_requests
         from shared.config import load_config
-        from shared.rpc import status_code
+        from shared.serving.rpc import status_code
 
         config, options = load_config(), SendOptions(snr_db=10.0, user_id=f"load{user}")
         stream = 0
@@ -198,7 +198,7 @@ def swarm():
 def test_kodak_through_the_swarm_and_three_receivers_serve(swarm):
     from semcom_cli.client import SendOptions, stream_requests
     from shared.config import load_config
-    from shared.rpc import status_code
+    from shared.serving.rpc import status_code
 
     async def send(images: list[bytes]) -> list[str]:
         requests = [SendOptions(snr_db=10.0).request(str(i), data) for i, data in enumerate(images)]

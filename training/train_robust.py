@@ -12,10 +12,10 @@ Per batch, each group draws its channel, SNR and mean symbols per token as
 :mod:`training.train_rate_adaptive` does; then
 
 1. the semantic error delta of eq. 7: ``pgd_steps`` PGD steps at ``pgd_level`` (L2 budget
-   ``pgd_level * sqrt(H W)``, :func:`shared.perturbation.pgd_semantic_error`) against the
+   ``pgd_level * sqrt(H W)``, :func:`shared.eval.perturbation.pgd_semantic_error`) against the
    *current* encoder, through the noiseless chain at the drawn SNR and mean symbols;
 2. eq. 12: ``MSE(x, G(E'(x))) + beta * MSE(G(E'(x)), G(E'(x + delta)))``, clean and perturbed
-   images through the real channel and equalizer (:func:`shared.differentiable_link.round_trip`);
+   images through the real channel and equalizer (:func:`shared.codecs.differentiable_link.round_trip`);
    ``beta`` = ``sensitivity_weight``, the coupling parameter of eq. 10-11 (eq. 12 is beta = 1,
    which cost this codec 4 dB on clean images; the shipped weights use 0.1).
 
