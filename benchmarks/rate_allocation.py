@@ -31,7 +31,7 @@ from shared.codecs.rate_adaptive import analyse_request
 from shared.channel import ChannelSpec
 from shared.phy.symbols import parse_cbr
 from shared.config import RATE_ADAPTIVE_WEIGHTS
-from shared.imageio import load_image_file
+from shared.imageio import load_image_file, save_figure
 from shared.models.io import load_model
 from shared.models.rate_adaptive import allocate_symbols
 from shared.phy.side_channel import side_channel_scheme, side_channel_symbols
@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     fig.colorbar(overlay, ax=axes[2], fraction=0.035)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    save_figure(fig, args.out, dpi=110)
 
     side_share = [p["side_share"] for p in per_image]
     print(json.dumps({

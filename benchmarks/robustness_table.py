@@ -13,6 +13,8 @@ import csv
 import statistics
 from pathlib import Path
 
+from shared.imageio import save_figure
+
 
 def perturbation_order(spec: str) -> tuple:
     """clean first, then pgd by level, then noise by SNR."""
@@ -72,7 +74,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.grid(True, alpha=0.4)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -17,6 +17,8 @@ import statistics
 from fractions import Fraction
 from pathlib import Path
 
+from shared.imageio import save_figure
+
 
 def curves(rows: list[dict], metric: str) -> dict[tuple, list[tuple[float, float]]]:
     """(family, channel, SNR) -> [(CBR, mean metric)] sorted by CBR; the VAE family includes the
@@ -72,7 +74,7 @@ def main(argv=None) -> None:
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    save_figure(fig, args.out, dpi=110)
     print(f"wrote {args.out}")
 
 

@@ -22,6 +22,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from shared.imageio import save_figure
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"(stand-in for Grafana), {datetime.fromtimestamp(end, timezone.utc):%Y-%m-%d %H:%M} UTC", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=80)
+    save_figure(fig, args.out, dpi=80)
     print(f"wrote {args.out}; {len(panels) - len(empty)}/{len(panels)} panels with data"
           + (f"; empty: {empty}" if empty else ""))
     return 1 if (args.strict and empty) else 0

@@ -89,7 +89,7 @@ from shared.eval.systems import (System, capacity_system, channel_seed, codec_sy
 from shared.config import VAE_UPSAMPLER_WEIGHTS
 from shared.eval.systems import serves
 from shared.eval.perturbation import parse_perturbation
-from shared.imageio import load_image_file
+from shared.imageio import load_image_file, save_figure
 from shared.quality import ms_ssim, psnr
 
 from . import argtypes, eval_shards
@@ -322,7 +322,7 @@ def plot(rows: list[dict], args, metric: str, label: str, path: Path) -> None:
         ax.ticklabel_format(axis="y", useOffset=False)
     axes[0][0].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

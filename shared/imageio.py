@@ -55,3 +55,12 @@ def load_image_file(source) -> torch.Tensor:
     with Image.open(source) as image:
         array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def save_figure(figure, path, dpi: int) -> None:
+    """Write a matplotlib ``figure`` to ``path`` as a 256-colour PNG: a plot has few colours, and
+    the palette file is about a third of matplotlib's RGBA PNG (what keeps ``docs/`` small)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    Image.open(buffer).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, "PNG", optimize=True)

@@ -74,6 +74,7 @@ from .equalizers import EqualizedSymbols, per_symbol_gains, zf_equalize
 from .flat import apply_channel
 from .link import transmit
 from .mimo import MimoChannelOutput, mimo_detector, mimo_receive
+from ..imageio import save_figure
 from .models import ChannelOutput, make_generator
 from .spec import ChannelSpec, channel_kind
 from .tdl import TDLConfig, tdl_k_factor
@@ -424,5 +425,5 @@ def plot_constellations(sim: Simulation, path: str | Path, max_points: int = 300
             ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", xlabel="in-phase",
                    ylabel="quadrature", title=f"{name}, {label}")
             ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return Path(path)
