@@ -34,6 +34,17 @@ def test_int8_quantization_is_per_output_channel_within_half_a_step():
     assert torch.all((restored - weight).abs() <= 0.5 * step + 1e-7)
 
 
+
+def test_int8_quantization_of_a_restored_tensor_is_the_identity():
+    """Saving a loaded (dequantized) model again stores the very same values and scales."""
+    weight = torch.randn(64, 32, 3, 3) * torch.logspace(-4, 1, 64)[:, None, None, None]
+    values, scales = quantize_int8(weight)
+    normal = weight.reshape(64, -1).abs().amax(dim=1) >= 127 * torch.finfo(torch.float16).tiny
+    assert (values.reshape(64, -1).abs().amax(dim=1)[normal] == 127).all()
+    restored = values.float() * scales.float()[:, None, None, None]
+    again, again_scales = quantize_int8(restored)
+    assert torch.equal(again, values) and torch.equal(again_scales, scales)
+
 def test_int8_file_quarters_the_float32_file_and_restores_the_model(tmp_path):
     torch.manual_seed(0)
     model = RateAdaptiveJSCC(TINY_CODEC).eval()

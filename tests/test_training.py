@@ -91,6 +91,23 @@ def test_init_weights_and_overrides_from_the_command_line(tmp_path):
     assert changed and len(changed) < len(start) * 2  # one small step from the given weights
 
 
+
+def test_train_modules_freezes_the_others(tmp_path):
+    """--train-modules decoder: the encoder's weights (what the transmitter sends) stay exactly
+    the given ones; the decoder's move. A name the model lacks is refused with its sub-modules."""
+    config = tiny_baseline_config(tmp_path)
+    main(["--config", config, "--steps", "1", "--device", "cpu"])
+    start = load_model(tmp_path / "w.safetensors").state_dict()
+    main(["--config", config, "--device", "cpu", "--steps", "2", "--init-weights", str(tmp_path / "w.safetensors"),
+          "--run-dir", str(tmp_path / "run2"), "--output", str(tmp_path / "w2.safetensors"),
+          "--train-modules", "decoder"])
+    after = load_model(tmp_path / "w2.safetensors").state_dict()
+    changed = {name.split(".")[0] for name in start if not torch.equal(start[name], after[name])}
+    assert changed == {"decoder"}
+    with pytest.raises(ValueError, match="encoder, decoder"):
+        main(["--config", config, "--device", "cpu", "--run-dir", str(tmp_path / "run3"), "--train-modules", "g_x"])
+
+
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node 2 ARGS`` on this machine (gloo on CPU)."""
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -59,13 +59,13 @@ def loss(model: FineTuneTraining, stage: str, images: torch.Tensor, decoded: tor
     if stage == "pretrain":
         restored = model.tuner.restoration(decoded, model.teacher_prior(decoded, images))
         value = F.l1_loss(restored, images)
-        return value, {"l_pre": round(value.item(), 6)}
+        return value, {"l_pre": value.detach()}
     with torch.no_grad():
         target = model.teacher_prior(decoded, images)
     noise = torch.randn(target.shape, generator=g).to(target.device)
     restored, prior = model.tuner(decoded, model.tuner.diffuse(target, noise))
     l_pre, l_diff = F.l1_loss(restored, images), F.l1_loss(prior, target)
-    return l_pre + l_diff, {"l_pre": round(l_pre.item(), 6), "l_diff": round(l_diff.item(), 6)}
+    return l_pre + l_diff, {"l_pre": l_pre.detach(), "l_diff": l_diff.detach()}
 
 
 @torch.no_grad()

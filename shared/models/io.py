@@ -77,9 +77,16 @@ def state_checksum(state: dict[str, torch.Tensor]) -> str:
 def quantize_int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 with one float16 scale per output channel (dim 0) of a (C, ...) float
     tensor: (int8 values of its shape, scales (C,)); ``values * scales`` restores it to within
-    half a step (``max |w_c| / 254``)."""
+    half a step (``max |w_c| / 254``). The scale is ``max |w_c| / 127`` rounded up to float16, so
+    each channel's largest value is exactly +-127 and quantizing a restored tensor again gives
+    the same values and scales (a frozen module survives any number of saves unchanged). Scales
+    stay at or above float16's smallest normal number (6.1e-5): below it the float16 grid is too
+    coarse for that rounding, and a channel smaller than 127 such steps is small enough to
+    take absolute steps of 6.1e-5."""
     flat = tensor.detach().float().reshape(tensor.shape[0], -1)
-    scales = (flat.abs().amax(dim=1) / 127).clamp_min(1e-8).half()
+    exact = (flat.abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.float16).tiny)
+    scales = exact.half()
+    scales = torch.where(scales.float() < exact, torch.nextafter(scales, torch.full_like(scales, float("inf"))), scales)
     values = torch.round(flat / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
     return values.reshape(tensor.shape), scales
 
