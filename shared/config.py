@@ -61,6 +61,9 @@ class ServiceSettings:
     # finetune_weights; "" = none: its modes are not served), added below.
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     torch_threads: int = 0  # 0: leave PyTorch's default
+    # Runtime of the codec's analysis/synthesis networks (shared.models.runtime): "auto" (onnx on
+    # the CPU, eager on CUDA) | "eager" | "compile" (torch.compile, inductor) | "onnx" (ONNX Runtime).
+    runtime: str = "auto"
     # Receiver scheduling (MU-GSC): concurrent workers, bounded queue, dynamic batching.
     receiver_workers: int = 2
     receiver_queue_size: int = 256

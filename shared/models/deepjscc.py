@@ -131,6 +131,14 @@ class DeepJSCC(nn.Module):
         self.encoder = DeepJSCCEncoder(self.config)
         self.decoder = DeepJSCCDecoder(self.config)
 
+    def runtime_networks(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The sub-networks a serving runtime replaces (:mod:`shared.models.runtime`), each with
+        example inputs (a 64 x 64 image and its latent)."""
+        latent = torch.zeros(1, 2 * self.config.max_symbols_per_token, 64 // self.config.downscale,
+                             64 // self.config.downscale)
+        condition = torch.zeros(1, 2)
+        return {"encoder": (torch.zeros(1, 3, 64, 64), condition), "decoder": (latent, condition)}
+
     def encode(self, image: torch.Tensor, snr_db: torch.Tensor, symbols_per_token: int) -> torch.Tensor:
         """(B, 3, H, W) with H, W multiples of 16 -> (B, H*W/256 * k) complex symbols (unnormalized)."""
         condition = channel_condition(snr_db, symbols_per_token, self.config.max_symbols_per_token)

@@ -215,6 +215,13 @@ class RateAdaptiveJSCC(nn.Module):
         self.rate_encoder = RateAdapter(latent_channels, self.config.adapter_width)
         self.rate_decoder = RateAdapter(latent_channels, self.config.adapter_width)
 
+    def runtime_networks(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The sub-networks a serving runtime replaces (:mod:`shared.models.runtime`): nearly all of
+        the encode and decode time; each with example inputs (a 64 x 64 image and its latent)."""
+        side = 64 // self.config.downscale
+        latent, condition = torch.zeros(1, 2 * self.config.max_symbols_per_token, side, side), torch.zeros(1, 2)
+        return {"analysis": (torch.zeros(1, 3, 64, 64), condition), "synthesis": (latent, condition)}
+
     def _condition(self, snr_db: torch.Tensor, mean_symbols: torch.Tensor) -> torch.Tensor:
         return torch.stack([snr_db / 20.0, mean_symbols / self.config.max_symbols_per_token], dim=1)
 

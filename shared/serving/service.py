@@ -21,15 +21,19 @@ def setup_logging(config: SemcomConfig, name: str) -> None:
 
 
 def load_codec(config: SemcomConfig):
-    """The codec (:mod:`shared.codecs`) of the network in ``config.weights``, on ``config.device``."""
+    """The codec (:mod:`shared.codecs`) of the network in ``config.weights``, on ``config.device``,
+    its big networks on ``config.runtime`` (:mod:`shared.models.runtime`)."""
     import torch
 
     from ..codecs import codec_for
     from ..models.io import load_model as load_weights
+    from ..models.runtime import resolve_runtime, use_runtime
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    return codec_for(load_weights(config.weights, config.resolve_device()))
+    device = config.resolve_device()
+    model = load_weights(config.weights, device)
+    return codec_for(use_runtime(model, resolve_runtime(config.runtime, device), config.torch_threads))
 
 
 def load_diffusion_decoders(config: SemcomConfig, codec):
