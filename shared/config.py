@@ -50,6 +50,9 @@ class ServiceSettings:
     max_message_bytes: int = 256 * 1024 * 1024
     # Input validation.
     max_image_pixels: int = 40_000_000
+    # Decoding cost bound: pixels an input image may have per byte of its file (a 1.2 kB PNG of
+    # 3000x3000 one-bit pixels is 7500; photos are under 10, flat synthetic images under 500).
+    max_image_pixels_per_byte: float = 1000.0
     max_image_bytes: int = 64 * 1024 * 1024
     min_image_side: int = 16
     min_snr_db: float = -10.0
