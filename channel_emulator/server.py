@@ -30,6 +30,9 @@ def propagate(frame: pb.SymbolFrame, config: SemcomConfig) -> pb.ReceivedFrame:
 
     The achieved CBR is updated to the channel uses actually spent (MIMO streams, pilots).
     """
+    if frame.num_symbols < 1 or frame.image_height < 1 or frame.image_width < 1:
+        raise ValueError(f"a frame holds at least one symbol of an image of at least 1x1 pixels, got "
+                         f"{frame.num_symbols} symbols of {frame.image_height}x{frame.image_width}")
     spec = channel_spec(frame.channel, config)
     symbols = unpack_complex(frame.symbols, frame.num_symbols)
     latency: dict[str, float] = {}
@@ -70,8 +73,9 @@ class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
         async def passthrough(result: pb.ImageResult, _context) -> pb.ImageResult:
             return result
 
-        session.open_downstream(self.receiver_stub.Receive, f"receiver at {self.config.receiver_target}", passthrough)
-        async for result in session.run(request_iterator):
+        session.open_downstream(self.receiver_stub.Receive, f"receiver at {self.config.receiver_target}", passthrough,
+                                self.config.max_message_bytes)
+        async for result in session.run(request_iterator, context):
             yield result
 
     async def close(self) -> None:

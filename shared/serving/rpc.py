@@ -6,6 +6,7 @@ import logging
 import socket
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -46,6 +47,38 @@ def replica_targets(target: str) -> list[str]:
     return [f"[{address}]:{port}" if ":" in address else f"{address}:{port}" for address in addresses]
 
 
+class UnreadableRequest:
+    """What a unary call's request deserializer gives for bytes that are not a message of its type."""
+
+    def __init__(self, error: DecodeError):
+        self.error = error
+
+
+class AnswerUnreadable(grpc.aio.ServerInterceptor):
+    """Unary calls whose request does not parse are answered INVALID_ARGUMENT (gRPC's own answer is
+    UNKNOWN); streams answer theirs themselves (:meth:`~.streaming.StreamSession.run`)."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        deserialize, behaviour = handler.request_deserializer, handler.unary_unary
+
+        def read(data: bytes):
+            try:
+                return deserialize(data)
+            except DecodeError as exc:
+                return UnreadableRequest(exc)
+
+        async def answer(request, context):
+            if isinstance(request, UnreadableRequest):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid message: {request.error}")
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(answer, request_deserializer=read,
+                                                   response_serializer=handler.response_serializer)
+
+
 async def start_server(config: SemcomConfig, port: int, service_name: str, register) -> tuple[grpc.aio.Server, int]:
     """Start an asyncio gRPC server with health checking and reflection.
 
@@ -56,7 +89,7 @@ async def start_server(config: SemcomConfig, port: int, service_name: str, regis
     if config.grpc_max_connection_age_s > 0:
         # GOAWAY after this age: clients reconnect, re-resolve and see replicas added since.
         options.append(("grpc.max_connection_age_ms", int(config.grpc_max_connection_age_s * 1000)))
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=[AnswerUnreadable()])
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
