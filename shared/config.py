@@ -29,9 +29,12 @@ class ServiceSettings:
     """Settings shared by the three services and the client, but the decoder modes' weights
     (:data:`SemcomConfig` adds those)."""
 
-    # Network endpoints (gRPC).
+    # Network endpoints (gRPC). The services listen (gRPC and /metrics) on bind_host, by default
+    # on host: loopback unless an address of choice is configured (compose and Kubernetes set 0.0.0.0).
     host: str = "127.0.0.1"
-    bind_host: str = "0.0.0.0"
+    bind_host: str = ""
+    # gRPC server reflection (lists every service and message to any client): off unless enabled.
+    reflection: bool = False
     transmitter_port: int = 50051
     channel_port: int = 50052
     receiver_port: int = 50053
@@ -84,6 +87,11 @@ class ServiceSettings:
     channel_scheduler: str = "fair"
     # Logging.
     log_level: str = "INFO"
+
+    @property
+    def listen_host(self) -> str:
+        """The address the services' gRPC servers and metrics exporters bind."""
+        return self.bind_host or self.host
 
     @property
     def channel_target(self) -> str:

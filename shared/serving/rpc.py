@@ -1,4 +1,5 @@
-"""gRPC plumbing common to the services: server start-up, health, reflection, channels, statuses."""
+"""gRPC plumbing common to the services: server start-up, health, reflection (when enabled), unreadable
+requests, channels, statuses."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ class AnswerUnreadable(grpc.aio.ServerInterceptor):
 
 
 async def start_server(config: SemcomConfig, port: int, service_name: str, register) -> tuple[grpc.aio.Server, int]:
-    """Start an asyncio gRPC server with health checking and reflection.
+    """Start an asyncio gRPC server with health checking (and reflection with ``config.reflection``) on
+    ``config.listen_host``.
 
     ``register(server)`` adds the servicer. ``port`` 0 picks a free port. Returns the
     server and the bound port.
@@ -94,14 +96,16 @@ async def start_server(config: SemcomConfig, port: int, service_name: str, regis
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     full_name = pb.DESCRIPTOR.services_by_name[service_name].full_name
-    reflection.enable_server_reflection((full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{config.bind_host}:{port}")
+    if config.reflection:
+        reflection.enable_server_reflection((full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"[{config.listen_host}]:{port}" if ":" in config.listen_host else f"{config.listen_host}:{port}"
+    bound = server.add_insecure_port(address)
     if bound == 0:
-        raise OSError(f"cannot bind {service_name} to {config.bind_host}:{port}")
+        raise OSError(f"cannot bind {service_name} to {address}")
     await server.start()
     for name in ("", full_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("%s listening on %s:%d", service_name, config.bind_host, bound)
+    log.info("%s listening on %s:%d", service_name, config.listen_host, bound)
     return server, bound
 
 

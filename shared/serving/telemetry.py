@@ -43,10 +43,10 @@ def user_label(user_id: str, limit: int = 64) -> str:
     return "other"
 
 
-def start_metrics_server(port: int) -> None:
-    """Serve ``/metrics`` on ``port`` (0: do not serve)."""
+def start_metrics_server(host: str, port: int) -> None:
+    """Serve ``/metrics`` on ``host``:``port`` (port 0: do not serve)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)
 
 
 @contextmanager
