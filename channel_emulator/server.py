@@ -56,7 +56,7 @@ class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
         self.config = config
         self.executor = ThreadPoolExecutor(config.channel_workers, thread_name_prefix="channel")
         self.stage = FairStage(SERVICE, config.channel_workers, config.channel_queue_size, config.channel_scheduler,
-                               self.executor, latency_key="channel_queue")
+                               self.executor, latency_key="channel_queue", user_quota=config.user_quota)
         self.channel = insecure_channel(config.receiver_target, config)
         self.receiver_stub = pb_grpc.ReceiverStub(self.channel)
 

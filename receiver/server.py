@@ -139,7 +139,8 @@ class ReceiverService(pb_grpc.ReceiverServicer):
         self.executor = ThreadPoolExecutor(config.receiver_workers, thread_name_prefix="rx-worker")
         self.stage = FairStage(SERVICE, config.receiver_workers, config.receiver_queue_size,
                                config.receiver_scheduler, self.executor, latency_key="queue",
-                               batching=BatchPolicy(config.receiver_max_batch, config.receiver_max_wait_ms / 1000.0))
+                               batching=BatchPolicy(config.receiver_max_batch, config.receiver_max_wait_ms / 1000.0),
+                               user_quota=config.user_quota)
         self.adapters = AdapterCache(config.receiver_adapter_cache)
 
     def adapter_for(self, frame: pb.SymbolFrame) -> LatentAdapter | None:

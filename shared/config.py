@@ -85,6 +85,9 @@ class ServiceSettings:
     channel_workers: int = 2
     channel_queue_size: int = 256
     channel_scheduler: str = "fair"
+    # Per-user admission: requests one user may have in each service's queue and workers at once
+    # (0: no quota); beyond it that user is answered RESOURCE_EXHAUSTED, the others are admitted.
+    user_quota: int = 64
     # Logging.
     log_level: str = "INFO"
 

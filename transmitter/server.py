@@ -116,7 +116,8 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         self.executor = ThreadPoolExecutor(config.transmitter_workers, thread_name_prefix="tx")
         # Per-user round robin in front of the encoder, where requests queue (shared/serving/fairqueue.py).
         self.encoder = FairStage(SERVICE, config.transmitter_workers, config.transmitter_queue_size,
-                                 config.transmitter_scheduler, self.executor, latency_key="tx_queue")
+                                 config.transmitter_scheduler, self.executor, latency_key="tx_queue",
+                                 user_quota=config.user_quota)
         self.channel = insecure_channel(config.channel_target, config)
         self.channel_stub = pb_grpc.ChannelEmulatorStub(self.channel)
         # Latent adapters (Adapt): the latest version published to the receiver, per user; versions
