@@ -17,7 +17,7 @@ from shared.phy.symbols import achieved_cbr
 from shared.config import SemcomConfig
 from shared.serving.fairqueue import FairStage
 from shared.serving.wire import channel_spec, transmission_to_wire
-from shared.serving.rpc import insecure_channel
+from shared.serving.rpc import open_channel
 from shared.serving.streaming import StreamSession
 from shared.phy.symbols import unpack_complex
 from shared.serving.telemetry import SYMBOLS, timed
@@ -57,7 +57,7 @@ class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
         self.executor = ThreadPoolExecutor(config.channel_workers, thread_name_prefix="channel")
         self.stage = FairStage(SERVICE, config.channel_workers, config.channel_queue_size, config.channel_scheduler,
                                self.executor, latency_key="channel_queue", user_quota=config.user_quota)
-        self.channel = insecure_channel(config.receiver_target, config)
+        self.channel = open_channel(config.receiver_target, config)
         self.receiver_stub = pb_grpc.ReceiverStub(self.channel)
 
     async def _handle(self, frame: pb.SymbolFrame, session: StreamSession) -> None:

@@ -35,6 +35,19 @@ class ServiceSettings:
     bind_host: str = ""
     # gRPC server reflection (lists every service and message to any client): off unless enabled.
     reflection: bool = False
+    # Security (shared/serving/security.py). TLS: this process's certificate and key and the CA of
+    # the services' and clients' certificates (PEM files; scripts/make_certs.sh makes a dev CA); the
+    # channel emulator and receiver then require a client certificate (mTLS). Without them the
+    # services speak plaintext: on loopback, elsewhere only with plaintext = true.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    plaintext: bool = False
+    # Authentication: "<token> <identity>" lines; a client's identity is its user_id, "@service" the
+    # services' own (the only one admitted to the internal RPCs). "": no authentication.
+    auth_tokens_file: str = ""
+    # The token a client presents (a service presents the "@service" token of auth_tokens_file).
+    token: str = ""
     transmitter_port: int = 50051
     channel_port: int = 50052
     receiver_port: int = 50053

@@ -33,7 +33,7 @@ from shared.serving.fairqueue import FairStage
 from shared.imageio import decode_image, load_image_file
 from shared.serving.wire import adaptation_options, channel_spec, deadline_unix_ms, decoder_mode, target_cbr
 from shared.quality import ms_ssim, psnr
-from shared.serving.rpc import code_for_exception, insecure_channel, replica_targets, status_code
+from shared.serving.rpc import code_for_exception, open_channel, replica_targets, status_code
 from shared.serving.streaming import StreamSession
 from shared.phy.symbols import pack_complex
 from shared.serving.telemetry import SYMBOLS, STAGE_LATENCY, timed
@@ -118,7 +118,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         self.encoder = FairStage(SERVICE, config.transmitter_workers, config.transmitter_queue_size,
                                  config.transmitter_scheduler, self.executor, latency_key="tx_queue",
                                  user_quota=config.user_quota)
-        self.channel = insecure_channel(config.channel_target, config)
+        self.channel = open_channel(config.channel_target, config)
         self.channel_stub = pb_grpc.ChannelEmulatorStub(self.channel)
         # Latent adapters (Adapt): the latest version published to the receiver, per user; versions
         # are unique across users and calls, so two adapters never share one.
@@ -195,7 +195,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         targets = await asyncio.to_thread(replica_targets, self.config.receiver_target)
 
         async def publish(target: str) -> None:
-            channel = insecure_channel(target, self.config)
+            channel = open_channel(target, self.config)
             try:
                 await pb_grpc.ReceiverStub(channel).PublishAdapter(update, timeout=30)
             finally:

@@ -42,7 +42,7 @@ def test_services_listen_on_the_configured_host_only():
 
 def test_bind_host_overrides_the_host():
     async def check():
-        server, port = await serving(load_config(host="127.0.0.1", bind_host="0.0.0.0"))
+        server, port = await serving(load_config(host="127.0.0.1", bind_host="0.0.0.0", plaintext=True))
         try:
             return reachable("127.0.0.2", port)
         finally:

@@ -151,7 +151,7 @@ def test_receiver_batches_concurrent_requests_and_honours_deadlines(batching_cha
 
 def test_bad_frames_of_one_user_never_fail_another_users_batch(batching_chain):
     from channel_emulator.server import propagate
-    from shared.serving.rpc import insecure_channel
+    from shared.serving.rpc import open_channel
     from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
     from transmitter.server import encode_request
 
@@ -168,7 +168,7 @@ def test_bad_frames_of_one_user_never_fail_another_users_batch(batching_chain):
         frames.append(received)
 
     async def run():
-        async with insecure_channel(batching_chain.targets["Receiver"], config) as channel:
+        async with open_channel(batching_chain.targets["Receiver"], config) as channel:
             return [r async for r in pb_grpc.ReceiverStub(channel).Receive(iter(frames), timeout=60)]
 
     results = {r.request_id: r for r in asyncio.run(run())}
@@ -184,7 +184,7 @@ def test_cancelled_stream_frees_its_queued_work(tiny_weights):
     from channel_emulator.server import propagate
     from receiver.server import register
     from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-    from shared.serving.rpc import insecure_channel, start_server
+    from shared.serving.rpc import open_channel, start_server
     from transmitter.server import encode_request
 
     config = load_config(weights=str(tiny_weights), device="cpu", bind_host="127.0.0.1", receiver_workers=1,
@@ -198,7 +198,7 @@ def test_cancelled_stream_frees_its_queued_work(tiny_weights):
         service = ReceiverService(config, model)
         server, port = await start_server(config, 0, "Receiver", register(service))
         try:
-            async with insecure_channel(f"127.0.0.1:{port}", config) as channel:
+            async with open_channel(f"127.0.0.1:{port}", config) as channel:
                 call = pb_grpc.ReceiverStub(channel).Receive(iter(frames))
                 first = await call.read()
                 call.cancel()

@@ -18,7 +18,7 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import load_config
 from shared.quality import psnr
-from shared.serving.rpc import insecure_channel, status_code
+from shared.serving.rpc import open_channel, status_code
 
 from ..conftest import Chain, free_port, smooth_image
 
@@ -122,7 +122,7 @@ def test_duplicate_request_id_in_flight_is_refused(chain):
 
 def test_transmit_one_maps_errors_to_grpc_status(chain):
     async def call(request):
-        async with insecure_channel(chain.target, load_config()) as channel:
+        async with open_channel(chain.target, load_config()) as channel:
             return await pb_grpc.TransmitterStub(channel).TransmitOne(request, timeout=60)
 
     result = asyncio.run(call(SendOptions().request("one", image_bytes(48, 64))))
