@@ -78,6 +78,7 @@ RUN pip install --no-deps --no-build-isolation -e . \
 
 USER semcom
 ENV SEMCOM_BIND_HOST=0.0.0.0 \
+    SEMCOM_PLAINTEXT=1 \
     SEMCOM_WEIGHTS=/app/weights/rate_adaptive.safetensors \
     SEMCOM_DEVICE=auto
 

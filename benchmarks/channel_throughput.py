@@ -28,7 +28,7 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.channel import complex_normal, make_generator
 from shared.config import load_config
-from shared.serving.rpc import insecure_channel, start_server
+from shared.serving.rpc import open_channel, start_server
 from shared.phy.symbols import pack_complex
 
 KODAK_SYMBOLS = 768 * 512 * 3 // 24
@@ -57,7 +57,7 @@ async def stream(target: str, kind: str, symbols: bytes, stop_at: float, config)
         while (item := await outbox.get()) is not None:
             yield item
 
-    async with insecure_channel(target, config) as channel:
+    async with open_channel(target, config) as channel:
         call = pb_grpc.ChannelEmulatorStub(channel).Propagate(frames())
         outbox.put_nowait(frame(kind, 0, symbols))
         async for result in call:

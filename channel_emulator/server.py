@@ -17,7 +17,7 @@ from shared.phy.symbols import achieved_cbr
 from shared.config import SemcomConfig
 from shared.serving.fairqueue import FairStage
 from shared.serving.wire import channel_spec, transmission_to_wire
-from shared.serving.rpc import insecure_channel
+from shared.serving.rpc import open_channel
 from shared.serving.streaming import StreamSession
 from shared.phy.symbols import unpack_complex
 from shared.serving.telemetry import SYMBOLS, timed
@@ -30,6 +30,9 @@ def propagate(frame: pb.SymbolFrame, config: SemcomConfig) -> pb.ReceivedFrame:
 
     The achieved CBR is updated to the channel uses actually spent (MIMO streams, pilots).
     """
+    if frame.num_symbols < 1 or frame.image_height < 1 or frame.image_width < 1:
+        raise ValueError(f"a frame holds at least one symbol of an image of at least 1x1 pixels, got "
+                         f"{frame.num_symbols} symbols of {frame.image_height}x{frame.image_width}")
     spec = channel_spec(frame.channel, config)
     symbols = unpack_complex(frame.symbols, frame.num_symbols)
     latency: dict[str, float] = {}
@@ -53,8 +56,8 @@ class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
         self.config = config
         self.executor = ThreadPoolExecutor(config.channel_workers, thread_name_prefix="channel")
         self.stage = FairStage(SERVICE, config.channel_workers, config.channel_queue_size, config.channel_scheduler,
-                               self.executor, latency_key="channel_queue")
-        self.channel = insecure_channel(config.receiver_target, config)
+                               self.executor, latency_key="channel_queue", user_quota=config.user_quota)
+        self.channel = open_channel(config.receiver_target, config)
         self.receiver_stub = pb_grpc.ReceiverStub(self.channel)
 
     async def _handle(self, frame: pb.SymbolFrame, session: StreamSession) -> None:
@@ -70,8 +73,9 @@ class ChannelEmulatorService(pb_grpc.ChannelEmulatorServicer):
         async def passthrough(result: pb.ImageResult, _context) -> pb.ImageResult:
             return result
 
-        session.open_downstream(self.receiver_stub.Receive, f"receiver at {self.config.receiver_target}", passthrough)
-        async for result in session.run(request_iterator):
+        session.open_downstream(self.receiver_stub.Receive, f"receiver at {self.config.receiver_target}", passthrough,
+                                self.config.max_message_bytes)
+        async for result in session.run(request_iterator, context):
             yield result
 
     async def close(self) -> None:

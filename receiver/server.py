@@ -30,7 +30,7 @@ import grpc
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-from shared.channel import ChannelSpec
+from shared.channel import ChannelSpec, Transmission
 from shared.serving.adapters import AdapterCache
 from shared.codecs import Codec, FrameLost
 from shared.config import SemcomConfig
@@ -60,15 +60,14 @@ def check_mode(codec: Codec, decoders: DiffusionDecoders, mode: DecoderMode) -> 
 
 
 def reconstruct_batch(
-    codec: Codec, batch: list[pb.ReceivedFrame], specs: list[ChannelSpec],
+    codec: Codec, batch: list[pb.ReceivedFrame], transmissions: list[Transmission], specs: list[ChannelSpec],
     decoders: DiffusionDecoders | None = None, adapters: list[LatentAdapter | None] | None = None,
 ) -> list[pb.ImageResult]:
     """Equalize and decode frames that share a grid, a decoder mode and the codec's batch key in
-    one decoder pass; a frame the codec reports lost (e.g. its side information) is answered
-    DATA_LOSS. ``adapters``: each frame's latent adapter (``None``: identity)."""
+    one decoder pass (``transmissions``: each frame's, :func:`~shared.serving.wire.transmission_from_wire`);
+    a frame the codec reports lost (e.g. its side information) is answered DATA_LOSS. ``adapters``:
+    each frame's latent adapter (``None``: identity)."""
     latency: dict[str, float] = {}
-    transmissions = [transmission_from_wire(r.frame.symbols, r.frame.num_symbols, r.state, spec)
-                     for r, spec in zip(batch, specs)]
     timer = lambda stage: timed(SERVICE, stage, latency)  # noqa: E731
     headers = [frame_header(r.frame) for r in batch]
     outcomes = codec.decode_batch(transmissions, specs, headers, parse_mode(batch[0].frame.mode), decoders, adapters,
@@ -119,10 +118,12 @@ def adapter_from_update(codec: Codec, update: pb.AdapterUpdate) -> LatentAdapter
 
 @dataclass
 class Pending:
-    """A queued frame and its validated channel spec and adapter."""
+    """A queued frame and what validating it made of it: its channel spec, its transmission (the
+    received samples and channel state, sizes checked) and its adapter."""
 
     received: pb.ReceivedFrame
     spec: ChannelSpec
+    transmission: Transmission
     adapter: LatentAdapter | None = None  # the user's latent adapter the frame asks for
 
 
@@ -138,7 +139,8 @@ class ReceiverService(pb_grpc.ReceiverServicer):
         self.executor = ThreadPoolExecutor(config.receiver_workers, thread_name_prefix="rx-worker")
         self.stage = FairStage(SERVICE, config.receiver_workers, config.receiver_queue_size,
                                config.receiver_scheduler, self.executor, latency_key="queue",
-                               batching=BatchPolicy(config.receiver_max_batch, config.receiver_max_wait_ms / 1000.0))
+                               batching=BatchPolicy(config.receiver_max_batch, config.receiver_max_wait_ms / 1000.0),
+                               user_quota=config.user_quota)
         self.adapters = AdapterCache(config.receiver_adapter_cache)
 
     def adapter_for(self, frame: pb.SymbolFrame) -> LatentAdapter | None:
@@ -160,13 +162,18 @@ class ReceiverService(pb_grpc.ReceiverServicer):
             raise ValueError(f"frame is from codec {frame.model!r}; this receiver serves {self.codec.name!r}")
         check_mode(self.codec, self.decoders, parsed)
         frame.mode = str(parsed)
+        if frame.image_height * frame.image_width > self.config.max_image_pixels:
+            raise ValueError(f"frame is of a {frame.image_height}x{frame.image_width} image, over the limit of "
+                             f"{self.config.max_image_pixels} pixels")
         k = self.codec.check_frame(frame_header(frame))
-        pending = Pending(received, channel_spec(frame.channel, self.config), self.adapter_for(frame))
+        spec = channel_spec(frame.channel, self.config)
+        transmission = transmission_from_wire(frame.symbols, frame.num_symbols, received.state, spec)
+        pending = Pending(received, spec, transmission, self.adapter_for(frame))
         return (frame.model, frame.mode, frame.grid_height, frame.grid_width, k), pending
 
     def _decode(self, batch: list[Pending]) -> list[pb.ImageResult]:
-        return reconstruct_batch(self.codec, [p.received for p in batch], [p.spec for p in batch], self.decoders,
-                                 [p.adapter for p in batch])
+        return reconstruct_batch(self.codec, [p.received for p in batch], [p.transmission for p in batch],
+                                 [p.spec for p in batch], self.decoders, [p.adapter for p in batch])
 
     async def _handle(self, received: pb.ReceivedFrame, session: StreamSession) -> None:
         frame = received.frame
@@ -181,7 +188,7 @@ class ReceiverService(pb_grpc.ReceiverServicer):
 
     async def Receive(self, request_iterator, context):
         session = StreamSession(SERVICE, self._handle, lambda r: (r.frame.request_id, r.frame.user_id))
-        async for result in session.run(request_iterator):
+        async for result in session.run(request_iterator, context):
             yield result
 
     async def PublishAdapter(self, request: pb.AdapterUpdate, context) -> pb.AdapterAck:

@@ -24,7 +24,7 @@ import grpc
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import load_config
-from shared.serving.rpc import insecure_channel
+from shared.serving.rpc import open_channel
 
 from . import argtypes
 from .client import expand_images
@@ -32,7 +32,7 @@ from .client import expand_images
 
 async def request_adapter(target: str, request: pb.AdaptRequest, timeout_s: float) -> pb.AdaptResult:
     """Call Transmitter.Adapt at ``target`` (raises ``grpc.aio.AioRpcError`` on failure)."""
-    async with insecure_channel(target, load_config()) as channel:
+    async with open_channel(target, load_config()) as channel:
         return await pb_grpc.TransmitterStub(channel).Adapt(request, timeout=timeout_s)
 
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import SAMPLE_IMAGES, load_config
-from shared.serving.rpc import insecure_channel, status_code
+from shared.serving.rpc import open_channel, status_code
 
 from .client import SendOptions
 from .launcher import ServiceProcesses
@@ -84,7 +84,7 @@ async def run_user(target: str, user: str, image: bytes, in_flight: int, stop_at
 
     for _ in range(in_flight):
         submit()
-    async with insecure_channel(target, config) as channel:
+    async with open_channel(target, config) as channel:
         call = pb_grpc.TransmitterStub(channel).Transmit(requests())
         try:
             async for result in call:

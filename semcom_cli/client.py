@@ -11,7 +11,7 @@ import grpc
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import SemcomConfig
-from shared.serving.rpc import insecure_channel, status_code
+from shared.serving.rpc import open_channel, status_code
 
 from .health import check_health  # noqa: F401  (re-exported: launcher, tests)
 
@@ -68,7 +68,7 @@ async def stream_requests(target: str, requests: list[pb.ImageRequest], config: 
         for request in requests:
             yield request
 
-    async with insecure_channel(target, config) as channel:
+    async with open_channel(target, config) as channel:
         stub = pb_grpc.TransmitterStub(channel)
         call = stub.Transmit(requests_iter(), timeout=timeout_s, wait_for_ready=False)
         async for result in call:

@@ -1,4 +1,4 @@
-"""Start the three services as child processes with prefixed logs; stop them cleanly."""
+"""Start the three services as child processes with prefixed logs; restart one that crashed; stop them cleanly."""
 
 from __future__ import annotations
 
@@ -37,14 +37,26 @@ class ServiceProcesses:
         self.processes: list[tuple[str, subprocess.Popen]] = []
 
     def __enter__(self) -> "ServiceProcesses":
-        color = sys.stderr.isatty()
-        for (module, label, _), tint in zip(SERVICES, COLORS):
-            process = subprocess.Popen([sys.executable, "-m", module], env=self.env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, start_new_session=True)
-            prefix = f"{tint}{label:>11} |\033[0m " if color else f"{label:>11} | "
-            threading.Thread(target=self._pump, args=(process, prefix), daemon=True).start()
-            self.processes.append((module, process))
+        self.processes = [(module, self._start(index)) for index, (module, _, _) in enumerate(SERVICES)]
         return self
+
+    def _start(self, index: int) -> subprocess.Popen:
+        """Start service ``SERVICES[index]`` with its log lines prefixed."""
+        module, label, _ = SERVICES[index]
+        process = subprocess.Popen([sys.executable, "-m", module], env=self.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        prefix = f"{COLORS[index]}{label:>11} |\033[0m " if sys.stderr.isatty() else f"{label:>11} | "
+        threading.Thread(target=self._pump, args=(process, prefix), daemon=True).start()
+        return process
+
+    def restart_exited(self) -> list[tuple[str, int]]:
+        """Start again each service that exited (the others keep running); its module and exit code."""
+        restarted = []
+        for index, (module, process) in enumerate(self.processes):
+            if process.poll() is not None:
+                restarted.append((module, process.returncode))
+                self.processes[index] = (module, self._start(index))
+        return restarted
 
     def _pump(self, process: subprocess.Popen, prefix: str) -> None:
         for line in process.stdout:

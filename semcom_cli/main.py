@@ -173,8 +173,9 @@ def run_up(args) -> int:
             services.wait_healthy(args.startup_timeout)
             print(f"semcom is up: transmitter at {config.transmitter_target}; metrics on :{config.transmitter_metrics_port}, "
                   f":{config.channel_metrics_port}, :{config.receiver_metrics_port}. Ctrl-C stops.", file=sys.stderr)
-            while True:
-                services.check_alive()
+            while True:  # supervise: a crashed service is started again, the others stay up
+                for module, code in services.restart_exited():
+                    print(f"semcom up: {module} exited with code {code}; restarting it", file=sys.stderr)
                 time.sleep(1.0)
     except KeyboardInterrupt:
         print("stopping services", file=sys.stderr)

@@ -29,9 +29,25 @@ class ServiceSettings:
     """Settings shared by the three services and the client, but the decoder modes' weights
     (:data:`SemcomConfig` adds those)."""
 
-    # Network endpoints (gRPC).
+    # Network endpoints (gRPC). The services listen (gRPC and /metrics) on bind_host, by default
+    # on host: loopback unless an address of choice is configured (compose and Kubernetes set 0.0.0.0).
     host: str = "127.0.0.1"
-    bind_host: str = "0.0.0.0"
+    bind_host: str = ""
+    # gRPC server reflection (lists every service and message to any client): off unless enabled.
+    reflection: bool = False
+    # Security (shared/serving/security.py). TLS: this process's certificate and key and the CA of
+    # the services' and clients' certificates (PEM files; scripts/make_certs.sh makes a dev CA); the
+    # channel emulator and receiver then require a client certificate (mTLS). Without them the
+    # services speak plaintext: on loopback, elsewhere only with plaintext = true.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    plaintext: bool = False
+    # Authentication: "<token> <identity>" lines; a client's identity is its user_id, "@service" the
+    # services' own (the only one admitted to the internal RPCs). "": no authentication.
+    auth_tokens_file: str = ""
+    # The token a client presents (a service presents the "@service" token of auth_tokens_file).
+    token: str = ""
     transmitter_port: int = 50051
     channel_port: int = 50052
     receiver_port: int = 50053
@@ -50,6 +66,9 @@ class ServiceSettings:
     max_message_bytes: int = 256 * 1024 * 1024
     # Input validation.
     max_image_pixels: int = 40_000_000
+    # Decoding cost bound: pixels an input image may have per byte of its file (a 1.2 kB PNG of
+    # 3000x3000 one-bit pixels is 7500; photos are under 10, flat synthetic images under 500).
+    max_image_pixels_per_byte: float = 1000.0
     max_image_bytes: int = 64 * 1024 * 1024
     min_image_side: int = 16
     min_snr_db: float = -10.0
@@ -82,8 +101,16 @@ class ServiceSettings:
     channel_workers: int = 2
     channel_queue_size: int = 256
     channel_scheduler: str = "fair"
+    # Per-user admission: requests one user may have in each service's queue and workers at once
+    # (0: no quota); beyond it that user is answered RESOURCE_EXHAUSTED, the others are admitted.
+    user_quota: int = 64
     # Logging.
     log_level: str = "INFO"
+
+    @property
+    def listen_host(self) -> str:
+        """The address the services' gRPC servers and metrics exporters bind."""
+        return self.bind_host or self.host
 
     @property
     def channel_target(self) -> str:

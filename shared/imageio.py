@@ -6,6 +6,7 @@ Every failure is a ``ValueError`` whose message says what was wrong with the inp
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import numpy as np
@@ -15,12 +16,18 @@ from PIL import Image, UnidentifiedImageError
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
-def decode_image(data: bytes, max_pixels: int, min_side: int = 16) -> torch.Tensor:
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I")
+"""Pillow's modes of 16-bit grayscale PNGs (``I``: 32-bit integers holding 0..65535)."""
+
+
+def decode_image(data: bytes, max_pixels: int, min_side: int = 16, max_pixels_per_byte: float = math.inf) -> torch.Tensor:
     """PNG/JPEG/WebP bytes -> (3, H, W) float32 RGB in [0, 1].
 
     Raises ``ValueError`` for empty or undecodable bytes, unsupported formats, images of
-    more than ``max_pixels`` pixels (checked from the header, before decoding: no
-    decompression bombs) and images with a side under ``min_side``.
+    more than ``max_pixels`` pixels or of more than ``max_pixels_per_byte`` pixels per byte of
+    ``data`` (both checked from the header, before decoding: no decompression bombs, and the
+    decoding cost is bounded by the input's size) and images with a side under ``min_side``.
+    16-bit grayscale is scaled to [0, 1] over its full range (65535 is white), not clipped at 255.
     """
     if not data:
         raise ValueError("image bytes are empty")
@@ -33,8 +40,14 @@ def decode_image(data: bytes, max_pixels: int, min_side: int = 16) -> torch.Tens
             width, height = image.size
             if width * height > max_pixels:
                 raise ValueError(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}")
+            if width * height > max_pixels_per_byte * len(data):
+                raise ValueError(f"image is {width}x{height} pixels in {len(data)} bytes, over the limit of "
+                                 f"{max_pixels_per_byte:g} pixels per byte of input")
             if min(width, height) < min_side:
                 raise ValueError(f"image is {width}x{height}; both sides must be at least {min_side} pixels")
+            if image.mode in SIXTEEN_BIT_MODES:
+                gray = torch.from_numpy(np.asarray(image, dtype=np.float32) / 65535.0)
+                return gray.clamp_(0, 1)[None].expand(3, -1, -1).contiguous()
             image = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(f"cannot decode image: {exc}") from exc

@@ -125,6 +125,8 @@ class Chain:
         self.servers.append(server)
         self.services = [transmitter, channel, receiver]
         self.target = f"127.0.0.1:{tx_port}"
+        self.targets = {"Transmitter": self.target, "ChannelEmulator": f"127.0.0.1:{ch_port}",
+                        "Receiver": f"127.0.0.1:{rx_port}"}
 
     def start(self, channel_target: str | None = None) -> "Chain":
         self.thread.start()

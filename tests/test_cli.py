@@ -139,3 +139,29 @@ def test_demo_sends_the_shipped_samples(tiny_weights, tmp_path, monkeypatch, cap
     summary_line = capsys.readouterr().out.splitlines()[-3].split()
     assert summary_line[:3] == ["awgn", "10", f"{len(samples)}/{len(samples)}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{p.stem}_awgn_10dB.png" for p in samples]
+
+
+def test_a_crashed_service_is_restarted_and_the_others_stay_up(tiny_weights, tmp_path):
+    from semcom_cli.launcher import ServiceProcesses
+    from shared.config import load_config
+
+    ports = {f"SEMCOM_{name}": str(free_port()) for name in
+             ("TRANSMITTER_PORT", "CHANNEL_PORT", "RECEIVER_PORT",
+              "TRANSMITTER_METRICS_PORT", "CHANNEL_METRICS_PORT", "RECEIVER_METRICS_PORT")}
+    env = {**ports, "SEMCOM_WEIGHTS": str(tiny_weights), "SEMCOM_DEVICE": "cpu", "SEMCOM_BIND_HOST": "127.0.0.1"}
+    config = load_config(**{key.removeprefix("SEMCOM_").lower(): int(value) for key, value in ports.items()})
+    (tmp_path / "x.png").write_bytes(image_bytes(64, 64))
+    with ServiceProcesses(config, env=env, echo=False) as services:
+        services.wait_healthy(120)
+        others = [process.pid for module, process in services.processes if module != "receiver"]
+        receiver = dict(services.processes)["receiver"]
+        receiver.kill()
+        receiver.wait()
+        assert services.restart_exited() == [("receiver", -signal.SIGKILL)]
+        services.wait_healthy(120)
+        assert [process.pid for module, process in services.processes if module != "receiver"] == others
+        assert all(process.poll() is None for _, process in services.processes)
+        sent = subprocess.run([sys.executable, "-m", "semcom_cli.main", "send", str(tmp_path / "x.png"), "--json"],
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr
+        assert json.loads(sent.stdout.splitlines()[-1])["error"] is None

@@ -114,13 +114,13 @@ def test_servers_close_old_connections_and_clients_reconnect():
     """SEMCOM_GRPC_MAX_CONNECTION_AGE_S: calls keep working across the server's GOAWAY."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from shared.serving.rpc import insecure_channel, start_server
+    from shared.serving.rpc import open_channel, start_server
 
     async def scenario():
         config = load_config(bind_host="127.0.0.1", grpc_max_connection_age_s=0.3)
         server, port = await start_server(config, 0, "Receiver", lambda s: None)
         try:
-            async with insecure_channel(f"dns:///127.0.0.1:{port}", config) as channel:
+            async with open_channel(f"dns:///127.0.0.1:{port}", config) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 for _ in range(3):
                     reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5, wait_for_ready=True)

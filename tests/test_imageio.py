@@ -67,6 +67,13 @@ def test_other_pixel_modes_become_rgb(make_image, mode):
     torch.testing.assert_close(decoded, expected, rtol=0, atol=1e-6)
 
 
+def test_16bit_grayscale_is_scaled_over_its_full_range():
+    levels = np.linspace(0, 65535, 24 * 32).reshape(24, 32).astype(np.uint16)
+    decoded = decode_image(encoded(Image.fromarray(levels), "PNG"), MAX_PIXELS)
+    expected = torch.from_numpy(levels.astype(np.float32) / 65535).expand(3, -1, -1)
+    torch.testing.assert_close(decoded, expected, rtol=0, atol=1e-6)
+
+
 def test_min_side_is_inclusive():
     assert decode_image(encoded(Image.new("RGB", (16, 16)), "PNG"), MAX_PIXELS).shape == (3, 16, 16)
 
@@ -76,6 +83,14 @@ def test_max_pixels_is_inclusive():
 
 
 # --- rejected inputs ----------------------------------------------------------------
+
+
+def test_decompression_cost_is_bounded_by_the_input_size():
+    bomb = encoded(Image.new("1", (3000, 3000)), "PNG")  # about 1.2 kB for 9 MP
+    with pytest.raises(ValueError, match="pixels per byte"):
+        decode_image(bomb, MAX_PIXELS * 1000, max_pixels_per_byte=1000)
+    photo = encoded(to_pil(quantize(torch.rand(3, 64, 64))), "PNG")
+    assert decode_image(photo, MAX_PIXELS, max_pixels_per_byte=1000).shape == (3, 64, 64)
 
 
 def test_empty_bytes_rejected():

@@ -33,7 +33,7 @@ from shared.serving.fairqueue import FairStage
 from shared.imageio import decode_image, load_image_file
 from shared.serving.wire import adaptation_options, channel_spec, deadline_unix_ms, decoder_mode, target_cbr
 from shared.quality import ms_ssim, psnr
-from shared.serving.rpc import code_for_exception, insecure_channel, replica_targets, status_code
+from shared.serving.rpc import code_for_exception, open_channel, replica_targets, status_code
 from shared.serving.streaming import StreamSession
 from shared.phy.symbols import pack_complex
 from shared.serving.telemetry import SYMBOLS, STAGE_LATENCY, timed
@@ -50,6 +50,11 @@ class SentImage:
     started: float  # time.perf_counter() at arrival
 
 
+def decode_input(data: bytes, config: SemcomConfig) -> torch.Tensor:
+    """A client's image bytes -> (3, H, W) in [0, 1] under the configured limits (``ValueError``)."""
+    return decode_image(data, config.max_image_pixels, config.min_image_side, config.max_image_pixels_per_byte)
+
+
 def encode_request(codec: Codec, request: pb.ImageRequest, config: SemcomConfig) -> tuple[pb.SymbolFrame, torch.Tensor]:
     """Validate and encode one request: the frame to send (named after the codec, which the
     receiver reads to pick its decoder) and the decoded input image."""
@@ -61,7 +66,7 @@ def encode_request(codec: Codec, request: pb.ImageRequest, config: SemcomConfig)
         raise ValueError(f"image is {len(request.image)} bytes, over the limit of {config.max_image_bytes}")
     latency: dict[str, float] = {}
     with timed(SERVICE, "decode_input", latency):
-        image = decode_image(request.image, config.max_image_pixels, config.min_image_side)
+        image = decode_input(request.image, config)
     with timed(SERVICE, "encode", latency):
         encoded = codec.encode(image, spec, cbr)
     n = encoded.symbols.numel()
@@ -111,8 +116,9 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         self.executor = ThreadPoolExecutor(config.transmitter_workers, thread_name_prefix="tx")
         # Per-user round robin in front of the encoder, where requests queue (shared/serving/fairqueue.py).
         self.encoder = FairStage(SERVICE, config.transmitter_workers, config.transmitter_queue_size,
-                                 config.transmitter_scheduler, self.executor, latency_key="tx_queue")
-        self.channel = insecure_channel(config.channel_target, config)
+                                 config.transmitter_scheduler, self.executor, latency_key="tx_queue",
+                                 user_quota=config.user_quota)
+        self.channel = open_channel(config.channel_target, config)
         self.channel_stub = pb_grpc.ChannelEmulatorStub(self.channel)
         # Latent adapters (Adapt): the latest version published to the receiver, per user; versions
         # are unique across users and calls, so two adapters never share one.
@@ -156,8 +162,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
             self._check_adapters("adaptation")
             options = adaptation_options(request, self.config)
             with timed(SERVICE, "decode_input", latency):
-                images = [decode_image(data, self.config.max_image_pixels, self.config.min_image_side)
-                          for data in request.images]
+                images = [decode_input(data, self.config) for data in request.images]
             with timed(SERVICE, "adapt", latency):
                 learned = await self.encoder.run(request.user_id, None, learn_adapter, self.codec.model, images, options,
                                                  False, latency=latency)
@@ -190,7 +195,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         targets = await asyncio.to_thread(replica_targets, self.config.receiver_target)
 
         async def publish(target: str) -> None:
-            channel = insecure_channel(target, self.config)
+            channel = open_channel(target, self.config)
             try:
                 await pb_grpc.ReceiverStub(channel).PublishAdapter(update, timeout=30)
             finally:
@@ -209,7 +214,8 @@ class TransmitterService(pb_grpc.TransmitterServicer):
 
     def _session(self) -> StreamSession:
         session = StreamSession(SERVICE, self._handle, lambda r: (r.request_id, r.user_id))
-        session.open_downstream(self.channel_stub.Propagate, f"channel emulator at {self.config.channel_target}", self._finish)
+        session.open_downstream(self.channel_stub.Propagate, f"channel emulator at {self.config.channel_target}", self._finish,
+                                self.config.max_message_bytes)
         return session
 
     async def Transmit(self, request_iterator, context):
@@ -219,7 +225,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
                     request.request_id = uuid.uuid4().hex
                 yield request
 
-        async for result in self._session().run(with_ids()):
+        async for result in self._session().run(with_ids(), context):
             yield result
 
     async def TransmitOne(self, request: pb.ImageRequest, context) -> pb.ImageResult:

@@ -112,13 +112,19 @@ class ChannelKind:
     def from_wire(self, samples: bytes, n_symbols: int, state, spec: ChannelSpec) -> Transmission:
         """Inverse of :meth:`to_wire` (``state`` a ``ChannelState`` message; ``ValueError`` on
         inconsistent sizes)."""
+        if n_symbols < 1:
+            raise ValueError("a frame holds at least one symbol")
         received = unpack_complex(samples, n_symbols)[None]
+        coherence = min(state.coherence_symbols or n_symbols, n_symbols)  # one block covers the frame at most
+        if (state.block_gains or state.received_pilots) and state.num_blocks != -(-n_symbols // coherence):
+            raise ValueError(f"the channel state has {state.num_blocks} blocks; {n_symbols} symbols in blocks of "
+                             f"{coherence} need {-(-n_symbols // coherence)}")
         gains = unpack_complex(state.block_gains, state.num_blocks)[None] if state.block_gains else None
         pilots = None
         if state.received_pilots:
             count = state.num_blocks * state.pilots_per_block
             pilots = unpack_complex(state.received_pilots, count).reshape(1, state.num_blocks, state.pilots_per_block)
-        siso = ChannelOutput(received, gains, state.coherence_symbols or n_symbols, state.noise_variance)
+        siso = ChannelOutput(received, gains, coherence, state.noise_variance)
         return Transmission(siso, None, pilots, state.channel_uses)
 
     def ber_theory(self, modulation: str, spec: ChannelSpec) -> float | None:

@@ -56,6 +56,8 @@ from .theory import ber_gamma, ber_wishart
 from ..phy.symbols import pack_complex, unpack_complex
 
 MIMO_SCHEMES = ("svd", "open_loop")
+MAX_ANTENNAS = 64
+"""Antennas at either end at most (channel matrices of Nr x Nt per block are allocated before sending)."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,8 @@ class MimoSpec:
         """Raise ``ValueError`` with a message a user can act on."""
         if self.scheme not in MIMO_SCHEMES:
             raise ValueError(f"unknown MIMO scheme {self.scheme!r}; choose one of {', '.join(MIMO_SCHEMES)}")
-        if self.n_tx < 1 or self.n_rx < 1:
-            raise ValueError(f"antenna counts must be >= 1, got n_tx={self.n_tx}, n_rx={self.n_rx}")
+        if not (1 <= self.n_tx <= MAX_ANTENNAS and 1 <= self.n_rx <= MAX_ANTENNAS):
+            raise ValueError(f"antenna counts must be 1 to {MAX_ANTENNAS}, got n_tx={self.n_tx}, n_rx={self.n_rx}")
         if not math.isfinite(self.snr_db):
             raise ValueError(f"snr_db must be a finite number of dB, got {self.snr_db}")
         if self.coherence_uses < 1:
@@ -320,9 +322,16 @@ class MIMO(ChannelKind):
 
     def from_wire(self, samples: bytes, n_symbols: int, state, spec: ChannelSpec) -> Transmission:
         nb, nr, nt = state.num_blocks, state.rx_antennas, state.tx_antennas
+        if (nr, nt) != (spec.rx_antennas, spec.tx_antennas):
+            raise ValueError(f"the MIMO state is of {nr}x{nt} antennas, the channel spec of "
+                             f"{spec.rx_antennas}x{spec.tx_antennas}")
         scheme = spec.mimo_scheme
         streams = min(nt, nr) if scheme == "svd" else nt
         uses = -(-n_symbols // streams)
+        coherence = min(state.coherence_symbols, uses)  # one block covers the frame at most
+        if n_symbols < 1 or coherence < 1 or nb != -(-uses // coherence):
+            raise ValueError(f"the MIMO state's {nb} blocks of {state.coherence_symbols} channel uses do not cover "
+                             f"{n_symbols} symbols")
         h = unpack_complex(state.channel_matrices, nb * nr * nt).reshape(1, nb, nr, nt)
         u = sigma = None
         if scheme == "svd":
@@ -331,7 +340,7 @@ class MIMO(ChannelKind):
                 raise ValueError("singular values do not match the MIMO state's size")
             sigma = torch.from_numpy(np.frombuffer(state.singular_values, dtype="<f4").copy()).reshape(1, nb, streams)
         received = unpack_complex(samples, uses * nr).reshape(1, uses, nr)
-        mimo_state = MimoState(scheme, h, u, sigma, state.coherence_symbols, state.noise_variance)
+        mimo_state = MimoState(scheme, h, u, sigma, coherence, state.noise_variance)
         return Transmission(None, MimoChannelOutput(received, mimo_state, n_symbols), None, state.channel_uses,
                             state.feedback_bits)
 

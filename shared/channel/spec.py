@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 
 CSI_MODES = ("perfect", "ls", "lmmse")
+MAX_PILOTS = 1024
+"""Pilots per coherence block at most (a request's pilots are allocated per block before any is sent)."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,11 @@ class ChannelSpec:
         if self.csi != "perfect":
             if not block.estimated_csi:
                 raise NotImplementedError(f"pilot-estimated CSI is served for flat SISO channels; {self.kind} uses perfect CSI")
-            if self.pilots < 1:
-                raise ValueError(f"pilots per block must be >= 1, got {self.pilots}")
+            if not 1 <= self.pilots <= MAX_PILOTS:
+                raise ValueError(f"pilots per block must be 1 to {MAX_PILOTS}, got {self.pilots}")
+            if block.block_fading and self.pilots > self.coherence_symbols:
+                raise ValueError(f"{self.pilots} pilots per block are more than the block's {self.coherence_symbols} "
+                                 "data symbols (coherence_symbols)")
         block.validate(self)
 
 

@@ -146,6 +146,11 @@ class Codec:
         """Channels of the per-user latent adapter it applies (``None``: it takes no adapters)."""
         return None
 
+    @property
+    def pad_multiple(self) -> int:
+        """Image sides are padded to a multiple of this many pixels (the token grid covers the padded image)."""
+        return self.model.config.downscale
+
     def describe(self) -> str:
         """A short name of what it is, for error messages."""
         return self.name
@@ -160,12 +165,11 @@ class Codec:
     def check_frame(self, header: FrameHeader) -> Hashable:
         """``ValueError`` unless ``header`` is a frame of this codec; returns the batch key: frames
         with equal keys (and equal grids and modes) decode in one pass."""
-        tokens = header.grid[0] * header.grid[1]
-        scale = self.model.config.downscale
-        if tokens == 0 or not (0 < header.image_size[0] <= header.grid[0] * scale
-                               and 0 < header.image_size[1] <= header.grid[1] * scale):
+        multiple, scale = self.pad_multiple, self.model.config.downscale
+        grid = tuple(-(-side // multiple) * (multiple // scale) for side in header.image_size)
+        if min(header.image_size) < 1 or tuple(header.grid) != grid:
             raise ValueError(f"image size {header.image_size[0]}x{header.image_size[1]} does not fit the "
-                             f"{header.grid[0]}x{header.grid[1]} token grid")
+                             f"{header.grid[0]}x{header.grid[1]} token grid (this codec's grid for it: {grid[0]}x{grid[1]})")
         return 0
 
     def decode_batch(self, transmissions: list[Transmission], specs: list[ChannelSpec], headers: list[FrameHeader],

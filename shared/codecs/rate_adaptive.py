@@ -342,6 +342,10 @@ class RateAdaptiveCodec(Codec):
     def adapter_channels(self) -> int:
         return 2 * self.model.config.max_symbols_per_token
 
+    @property
+    def pad_multiple(self) -> int:
+        return self.model.config.grid_multiple
+
     def encode(self, image: torch.Tensor, spec: ChannelSpec, cbr: Fraction) -> EncodedFrame:
         encoded = encode_adaptive(self.model, image, spec, cbr)
         info = {"side_symbols": encoded.side_symbols, "side_bytes": len(encoded.side_information),
@@ -352,9 +356,6 @@ class RateAdaptiveCodec(Codec):
     def check_frame(self, header: FrameHeader) -> Hashable:
         """Any allocations batch together (key 0)."""
         super().check_frame(header)
-        cells = self.model.config.hyper_downscale
-        if header.grid[0] % cells or header.grid[1] % cells:
-            raise ValueError(f"token grid {header.grid[0]}x{header.grid[1]} is not a multiple of {cells}")
         if header.token_lengths or not 0 < header.side_symbols < header.num_symbols:
             raise ValueError("frame is not from the rate-adaptive codec this receiver serves "
                              f"({header.side_symbols} side-channel symbols of {header.num_symbols})")

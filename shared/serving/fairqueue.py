@@ -178,6 +178,10 @@ class QueueFullError(StageError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class UserQuotaError(QueueFullError):
+    """A user already has its quota of requests in the stage (the others are still admitted)."""
+
+
 class DeadlineExpiredError(StageError):
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
@@ -199,11 +203,15 @@ class FairStage:
         latency_key: :meth:`run` stores the queue wait in ``latency[latency_key]`` (ms).
         batching: with a :class:`BatchPolicy`, jobs queued with equal (non-``None``) ``key``
             run together: their ``fn`` is called once with the list of their single arguments
-            and returns the list of their results.
+            and returns the list of their results. A batch that raises is run again job by job,
+            so that one job's fault is its own (the others get their results).
+        user_quota: requests one user may have in the stage at once (queued or being computed; 0: no
+            quota); beyond it the user is refused RESOURCE_EXHAUSTED while other users are admitted.
     """
 
     def __init__(self, service: str, workers: int, capacity: int, scheduler: str = "fair",
-                 executor: Executor | None = None, latency_key: str = "queue", batching: BatchPolicy | None = None):
+                 executor: Executor | None = None, latency_key: str = "queue", batching: BatchPolicy | None = None,
+                 user_quota: int = 0):
         if scheduler not in SCHEDULERS:
             raise ValueError(f"the {service} scheduler must be 'fair' or 'fifo', got {scheduler!r}")
         if workers < 1:
@@ -215,6 +223,10 @@ class FairStage:
         self.executor = executor or ThreadPoolExecutor(workers, thread_name_prefix=f"{service}-stage")
         self.latency_key = latency_key
         self.batching = batching
+        if user_quota < 0:
+            raise ValueError(f"the {service} per-user quota must be >= 0, got {user_quota}")
+        self.user_quota = user_quota
+        self._user_jobs: dict[str, int] = {}  # requests of each user in the stage
         self._urgent: deque[Job] = deque()  # run_first jobs: served before the queue, unbounded
         self._tasks: list[asyncio.Task] = []
         self._closed = False
@@ -233,17 +245,24 @@ class FairStage:
         """Queue ``fn(*args)`` for ``user_id`` and return its result once a worker ran it (a
         batching stage: ``fn([arg, ...])`` once for the batch of jobs sharing ``key``).
 
-        Raises :class:`QueueFullError` at once when ``capacity`` jobs wait,
-        :class:`DeadlineExpiredError` when ``deadline`` (``time.time()`` seconds; ``None``:
-        none) passed before a worker took the job, and whatever ``fn`` raised. If the caller
-        is cancelled while the job waits, the job leaves the queue uncomputed.
+        Raises :class:`UserQuotaError` at once when ``user_id`` has ``user_quota`` requests in the
+        stage, :class:`QueueFullError` when ``capacity`` jobs wait, :class:`DeadlineExpiredError`
+        when ``deadline`` (``time.time()`` seconds; ``None``: none) passed before a worker took the
+        job, and whatever ``fn`` raised. If the caller is cancelled while the job waits, the job
+        leaves the queue uncomputed.
         """
+        held = self._user_jobs.get(user_id, 0)
+        if self.user_quota and held >= self.user_quota:
+            DROPS.labels(self.service, "user_quota").inc()
+            raise UserQuotaError(f"user {user_id[:64]!r} has {held} requests in the {self.service}, its quota; "
+                                 "retry when some are answered")
         job = self._job(user_id, deadline, fn, args, key)
         try:
             self.queue.put(job)
         except asyncio.QueueFull:
             DROPS.labels(self.service, "queue_full").inc()
             raise QueueFullError(f"{self.service} queue is full ({self.queue.capacity} requests); retry later") from None
+        self._user_jobs[user_id] = held + 1
         self._depth()
         try:
             result, waited_s = await job.payload[2]
@@ -252,6 +271,9 @@ class FairStage:
                 DROPS.labels(self.service, "cancelled").inc()
                 self._depth()
             raise
+        finally:
+            if (left := self._user_jobs.pop(user_id) - 1) > 0:
+                self._user_jobs[user_id] = left
         if latency is not None:
             latency[self.latency_key] = 1000.0 * waited_s
         return result
@@ -311,13 +333,11 @@ class FairStage:
         return runnable
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = self._runnable(await self._next())
             if not batch:
                 continue
             started = time.perf_counter()
-            fn = batch[0].payload[0]
             batched = self.batching is not None and batch[0].key not in (None, FIRST)
             if batch[0].key is not FIRST:  # queued requests (not run_first work)
                 for job in batch:
@@ -326,25 +346,48 @@ class FairStage:
                 BATCH_SIZE.labels(self.service).observe(len(batch))
             BUSY_WORKERS.labels(self.service).inc()
             try:
-                if batched:
-                    results = await loop.run_in_executor(self.executor, fn, [job.payload[1][0] for job in batch])
+                if batched and len(batch) > 1:
+                    await self._run_batch(batch, started)
                 else:
-                    results = [await loop.run_in_executor(self.executor, fn, *batch[0].payload[1])]
+                    await self._run_alone(batch[0], started)
             except asyncio.CancelledError:  # the stage closes
                 for job in batch:
                     if not job.payload[2].done():
                         job.payload[2].set_exception(StageClosedError(f"{self.service} is shutting down"))
                 raise
-            except Exception as exc:
-                for job in batch:
-                    if not job.payload[2].done():
-                        job.payload[2].set_exception(exc)
-            else:
-                for job, result in zip(batch, results):
-                    if not job.payload[2].done():
-                        job.payload[2].set_result((result, started - job.enqueued))
             finally:
                 BUSY_WORKERS.labels(self.service).dec()
+
+    async def _run_batch(self, batch: list[Job], started: float) -> None:
+        """``fn`` once for a batch of jobs; a batch that raises runs again job by job, so that one job's
+        fault is its own answer and the others get their results."""
+        fn = batch[0].payload[0]
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self.executor, fn,
+                                                                       [job.payload[1][0] for job in batch])
+        except Exception:
+            for job in batch:
+                await self._run_alone(job, started)
+            return
+        for job, result in zip(batch, results):
+            if not job.payload[2].done():
+                job.payload[2].set_result((result, started - job.enqueued))
+
+    async def _run_alone(self, job: Job, started: float) -> None:
+        """Run one job (a batching stage's as a batch of one); its result or exception is its answer."""
+        fn, args, future = job.payload
+        loop = asyncio.get_running_loop()
+        try:
+            if self.batching is not None and job.key not in (None, FIRST):
+                [result] = await loop.run_in_executor(self.executor, fn, [args[0]])
+            else:
+                result = await loop.run_in_executor(self.executor, fn, *args)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result((result, started - job.enqueued))
 
     async def close(self) -> None:
         """Stop the workers; queued jobs are answered UNAVAILABLE."""

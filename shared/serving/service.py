@@ -70,7 +70,7 @@ async def serve(config: SemcomConfig, service_name: str, port: int, metrics_port
                 build: Callable[[SemcomConfig], tuple[Callable, Callable[[], Awaitable[None]]]]) -> None:
     """Run one service until SIGINT/SIGTERM, then stop gracefully (in-flight calls get 5 s)."""
     register, close = build(config)
-    start_metrics_server(metrics_port)
+    start_metrics_server(config.listen_host, metrics_port)
     server, _ = await start_server(config, port, service_name, register)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

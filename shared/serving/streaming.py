@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ..api.semcom.v1 import semcom_pb2 as pb
 from .rpc import code_for_exception, error_result, status_code
@@ -97,12 +98,20 @@ class StreamSession:
             code, message = self.downstream.failure
             self.answer(error_result(request_id, self._outstanding[request_id], code, message))
             return
+        if (size := frame.ByteSize()) > self.downstream.max_frame_bytes:  # it would end the stream for all
+            self.answer(error_result(request_id, self._outstanding[request_id], grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                     f"the frame for {self.downstream.peer} is {size} bytes, over the message limit "
+                                     f"of {self.downstream.max_frame_bytes}"))
+            return
         self._contexts[request_id] = context
         self.downstream.send(frame)
 
     def open_downstream(self, open_call: Callable, peer: str,
-                        on_result: Callable[[pb.ImageResult, Any], Awaitable[pb.ImageResult]]) -> None:
-        """Open the stream to the next service; ``on_result`` turns its results into ours."""
+                        on_result: Callable[[pb.ImageResult, Any], Awaitable[pb.ImageResult]],
+                        max_frame_bytes: int) -> None:
+        """Open the stream to the next service; ``on_result`` turns its results into ours. A frame of
+        more than ``max_frame_bytes`` (the gRPC message limit) is answered RESOURCE_EXHAUSTED instead of
+        being sent (gRPC would fail the whole stream)."""
 
         async def deliver(result: pb.ImageResult, context: Any) -> None:
             try:
@@ -120,20 +129,33 @@ class StreamSession:
                 del self._contexts[request_id]
                 self.answer(error_result(request_id, self._outstanding.get(request_id, ""), code, message))
 
-        self.downstream = Downstream(open_call, peer, received, on_failure)
+        self.downstream = Downstream(open_call, peer, received, on_failure, max_frame_bytes)
 
     # -- the stream -------------------------------------------------------------------
-    async def run(self, request_iterator: AsyncIterator) -> AsyncIterator[pb.ImageResult]:
-        """Consume ``request_iterator`` and yield every answer; ends when all are answered."""
+    async def run(self, request_iterator: AsyncIterator, context) -> AsyncIterator[pb.ImageResult]:
+        """Consume ``request_iterator`` and yield every answer; ends when all are answered.
+
+        A message that cannot be read (not a message of the RPC's request type) ends the stream:
+        the requests read before it are answered, then the call ends INVALID_ARGUMENT
+        (``context.abort``), never OK with the unreadable one unanswered.
+        """
+        read_failure: tuple[grpc.StatusCode, str] | None = None
 
         async def consume() -> None:
+            nonlocal read_failure
+            read = 0
             try:
                 async for request in request_iterator:
+                    read += 1
                     self.accept(request)
             except (grpc.aio.AioRpcError, asyncio.CancelledError):
                 raise
-            except Exception:
+            except DecodeError as exc:
+                read_failure = (grpc.StatusCode.INVALID_ARGUMENT,
+                                f"message {read + 1} of the stream is not a valid request: {exc}")
+            except Exception as exc:
                 log.exception("%s: reading the request stream failed", self.service)
+                read_failure = (grpc.StatusCode.INTERNAL, f"reading message {read + 1} of the stream failed: {exc}")
             await self._drain()
             if self.downstream is not None:
                 await self.downstream.close()
@@ -145,6 +167,8 @@ class StreamSession:
         try:
             while (result := await self._results.get()) is not None:
                 yield result
+            if read_failure is not None:
+                await context.abort(*read_failure)
         finally:
             self.closed = True
             consumer.cancel()
@@ -169,8 +193,9 @@ class Downstream:
     """
 
     def __init__(self, open_call: Callable, peer: str, on_result: Callable[[pb.ImageResult], None],
-                 on_failure: Callable[[grpc.StatusCode, str], None]):
+                 on_failure: Callable[[grpc.StatusCode, str], None], max_frame_bytes: int):
         self.peer = peer
+        self.max_frame_bytes = max_frame_bytes
         self.failure: tuple[grpc.StatusCode, str] | None = None
         self._outbox: asyncio.Queue = asyncio.Queue()
         self._call = open_call(self._frames())

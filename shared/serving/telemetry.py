@@ -6,6 +6,7 @@ services can also share one process, as the in-process integration tests do.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from contextlib import contextmanager
 
@@ -30,23 +31,32 @@ BATCH_SIZE = Histogram("semcom_batch_size", "Images decoded together in one netw
 BUSY_WORKERS = Gauge("semcom_busy_workers", "Workers computing now (utilisation = busy / workers)", ["service"])
 WORKERS = Gauge("semcom_workers", "Workers in the pool", ["service"])
 DROPS = Counter("semcom_dropped_total", "Requests answered without compute, by reason", ["service", "reason"])
+LABELLED_USERS = 64
+"""Users with a label of their own in ``semcom_user_latency_seconds``; later ones share 'other'."""
+USER_LABEL_CHARS = 32
+"""Characters of a user's label at most: a longer user id is cut and tagged with its hash."""
 USER_LATENCY = Histogram("semcom_user_latency_seconds", "Receiver-side latency (queue + compute) per user; "
-                         f"users beyond the first {64} share the label 'other'", ["user"], buckets=LATENCY_BUCKETS)
+                         f"users beyond the first {LABELLED_USERS} share the label 'other'", ["user"],
+                         buckets=LATENCY_BUCKETS)
 _users: set[str] = set()
 
 
-def user_label(user_id: str, limit: int = 64) -> str:
-    """``user_id`` as a metric label, bounded to ``limit`` distinct users (then 'other')."""
-    if user_id in _users or len(_users) < limit:
+def user_label(user_id: str) -> str:
+    """``user_id`` as a metric label, bounded in length (:data:`USER_LABEL_CHARS`: a longer one is its
+    start and a hash) and in count (:data:`LABELLED_USERS` distinct users, then 'other')."""
+    if len(user_id) > USER_LABEL_CHARS:
+        digest = hashlib.sha256(user_id.encode()).hexdigest()[:8]
+        user_id = f"{user_id[:USER_LABEL_CHARS - 9]}~{digest}"
+    if user_id in _users or len(_users) < LABELLED_USERS:
         _users.add(user_id)
         return user_id
     return "other"
 
 
-def start_metrics_server(port: int) -> None:
-    """Serve ``/metrics`` on ``port`` (0: do not serve)."""
+def start_metrics_server(host: str, port: int) -> None:
+    """Serve ``/metrics`` on ``host``:``port`` (port 0: do not serve)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)
 
 
 @contextmanager

@@ -173,6 +173,8 @@ def test_apply_channel_is_differentiable_in_symbols():
         (ChannelSpec(kind="rician", k_factor=math.nan), "K factor must be >= 0"),
         (ChannelSpec(kind="rayleigh", coherence_symbols=0), "coherence_symbols must be >= 1"),
         (ChannelSpec(kind="rician", coherence_symbols=-5), "coherence_symbols must be >= 1"),
+        (ChannelSpec(kind="awgn", csi="ls", pilots=5_000_000), "pilots per block must be 1 to 1024"),
+        (ChannelSpec(kind="rayleigh", csi="lmmse", pilots=65, coherence_symbols=64), "more than the block's 64"),
     ],
 )
 def test_validate_rejects_bad_specs(spec, message):
@@ -192,6 +194,7 @@ def test_validate_error_lists_channel_kinds():
         ChannelSpec(kind="rayleigh", snr_db=-5.0, coherence_symbols=1),
         ChannelSpec(kind="rician", k_factor=math.inf),
         ChannelSpec(kind="awgn", coherence_symbols=0),  # coherence is unused by AWGN
+        ChannelSpec(kind="awgn", csi="ls", pilots=1024, coherence_symbols=1),  # one block
     ],
 )
 def test_validate_accepts_good_specs(spec):

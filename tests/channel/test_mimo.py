@@ -230,7 +230,8 @@ def test_one_by_one_svd_has_siso_mmse_figures():
     "spec, message",
     [
         (MimoSpec(scheme="alamouti"), "unknown MIMO scheme 'alamouti'"),
-        (MimoSpec(n_tx=0), "antenna counts must be >= 1"),
+        (MimoSpec(n_tx=0), "antenna counts must be 1 to 64"),
+        (MimoSpec(n_rx=65), "antenna counts must be 1 to 64"),
         (MimoSpec(snr_db=math.inf), "snr_db must be a finite"),
         (MimoSpec(coherence_uses=0), "coherence_uses must be >= 1"),
     ],

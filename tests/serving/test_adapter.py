@@ -21,7 +21,7 @@ from shared.config import RATE_ADAPTIVE_WEIGHTS, load_config
 from shared.models import RateAdaptiveConfig, RateAdaptiveJSCC
 from shared.models.io import load_model, save_model
 from shared.models.latent_adapter import LatentAdapter, adapter_bytes
-from shared.serving.rpc import code_for_exception, insecure_channel, replica_targets, status_code
+from shared.serving.rpc import code_for_exception, open_channel, replica_targets, status_code
 
 from ..conftest import Chain, free_port
 from .test_services import image_bytes, send, smooth_image
@@ -129,7 +129,7 @@ def adaptive_chain(tmp_path_factory, tiny_model):
 
 def adapt(target: str, request: pb.AdaptRequest) -> pb.AdaptResult:
     async def call():
-        async with insecure_channel(target, load_config()) as channel:
+        async with open_channel(target, load_config()) as channel:
             return await pb_grpc.TransmitterStub(channel).Adapt(request, timeout=60)
 
     return asyncio.run(call())
@@ -176,7 +176,7 @@ def test_bad_adapt_and_publish_requests_are_refused(adaptive_chain):
 
     async def publish(update):
         receiver_target = adaptive_chain.services[0].config.receiver_target
-        async with insecure_channel(receiver_target, load_config()) as channel:
+        async with open_channel(receiver_target, load_config()) as channel:
             return await pb_grpc.ReceiverStub(channel).PublishAdapter(update, timeout=10)
 
     good = random_adapter().to_bytes()

@@ -13,7 +13,8 @@ from prometheus_client import REGISTRY
 import transmitter.server as tx_server
 from semcom_cli.client import SendOptions, stream_requests
 from shared.config import load_config
-from shared.serving.fairqueue import DeadlineExpiredError, FairQueue, FairStage, Job, QueueFullError
+from shared.serving.fairqueue import (BatchPolicy, DeadlineExpiredError, FairQueue, FairStage, Job, QueueFullError,
+                                      UserQuotaError)
 from shared.serving.rpc import status_code
 
 from ..conftest import Chain
@@ -120,6 +121,52 @@ def test_full_stage_refuses_at_once_and_loses_nothing():
     assert depth("test_full") == 0
 
 
+def test_a_user_over_its_quota_is_refused_while_others_are_admitted():
+    release = threading.Event()
+
+    async def run():
+        stage = FairStage("test_quota", workers=1, capacity=10, user_quota=2)
+        flood = [asyncio.ensure_future(stage.run("flood", None, release.wait)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(UserQuotaError) as refused:
+            await stage.run("flood", None, lambda: "never")
+        other = asyncio.ensure_future(stage.run("quiet", None, lambda: "served"))
+        await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.gather(*flood, other)
+        again = await stage.run("flood", None, lambda: "admitted again")  # its requests were answered
+        await stage.close()
+        return refused.value, results, again
+
+    error, results, again = asyncio.run(run())
+    assert error.grpc_code is grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in str(error)
+    assert results == [True, True, "served"] and again == "admitted again"
+    assert drops("test_quota", "user_quota") == 1
+
+
+def test_a_failing_batch_is_retried_job_by_job():
+    calls = []
+
+    def decode(frames: list[str]) -> list[str]:
+        calls.append(list(frames))
+        if "bad" in frames:
+            raise RuntimeError("one bad frame")
+        return [f"decoded {frame}" for frame in frames]
+
+    async def run():
+        stage = FairStage("test_retry", workers=1, capacity=10, batching=BatchPolicy(max_batch=4, max_wait_s=0.2))
+        jobs = [stage.run(user, None, decode, frame, key="k") for user, frame in
+                [("victim", "a"), ("attacker", "bad"), ("victim", "b")]]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        await stage.close()
+        return results
+
+    a, bad, b = asyncio.run(run())
+    assert (a, b) == ("decoded a", "decoded b")
+    assert isinstance(bad, RuntimeError)
+    assert calls[0] == ["a", "bad", "b"] and sorted(calls[1:]) == [["a"], ["b"], ["bad"]]
+
+
 def test_expired_job_is_dropped_before_compute():
     calls = []
     before = drops("test_deadline", "deadline")
@@ -193,6 +240,8 @@ def test_stage_rejects_bad_settings():
         FairStage("test_bad", workers=1, capacity=1, scheduler="lifo")
     with pytest.raises(ValueError):
         FairStage("test_bad", workers=0, capacity=1)
+    with pytest.raises(ValueError):
+        FairStage("test_bad", workers=1, capacity=1, user_quota=-1)
 
 
 # --- the transmitter, in the whole chain, with a slowed encoder -------------------------
@@ -259,6 +308,19 @@ def test_transmitter_serves_a_steady_user_between_a_floods_requests(slow_chain):
         assert result.latency_ms["tx_queue"] < 2 * service_ms + 100, (dict(result.latency_ms), service_ms)
         assert seconds < flood_span / 3, (seconds, flood_span)
         assert "channel_queue" in result.latency_ms
+
+
+@pytest.mark.parametrize("slow_chain", [{"user_quota": 2}], indirect=True)
+def test_transmitter_refuses_a_flooder_over_its_quota_and_serves_the_others(slow_chain):
+    image = image_bytes(64, 64)
+    flood = [SendOptions(seed=i, user_id="flood").request(f"flood-{i}", image) for i in range(8)]
+    steady = [SendOptions(seed=i, user_id="steady").request(f"steady-{i}", image) for i in range(2)]
+    results = asyncio.run(timed_stream(slow_chain.target, [*flood, *steady], load_config()))
+    assert len(results) == 10  # every request answered
+    assert all(status_code(results[r.request_id][0]) is grpc.StatusCode.OK for r in steady)
+    refused = [results[r.request_id][0] for r in flood
+               if status_code(results[r.request_id][0]) is grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert len(refused) >= 4 and "quota" in refused[0].status.message
 
 
 @pytest.mark.parametrize("slow_chain", [{"transmitter_queue_size": 3}], indirect=True)

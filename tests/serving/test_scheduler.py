@@ -149,13 +149,42 @@ def test_receiver_batches_concurrent_requests_and_honours_deadlines(batching_cha
     assert status_code(results["bad-deadline"]) is grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_bad_frames_of_one_user_never_fail_another_users_batch(batching_chain):
+    from channel_emulator.server import propagate
+    from shared.serving.rpc import open_channel
+    from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
+    from transmitter.server import encode_request
+
+    config, codec = batching_chain.config, batching_chain.services[0].codec
+    image = image_bytes(64, 64)
+    mimo = {"tx_antennas": 2, "rx_antennas": 2}
+    frames = []
+    for i in range(16):
+        options = SendOptions(channel="mimo", seed=i, user_id="attacker" if i % 2 else "victim", channel_fields=mimo)
+        request = options.request(str(i), image)
+        received = propagate(encode_request(codec, request, config)[0], config)
+        if i % 2:
+            received.state.rx_antennas = 0
+        frames.append(received)
+
+    async def run():
+        async with open_channel(batching_chain.targets["Receiver"], config) as channel:
+            return [r async for r in pb_grpc.ReceiverStub(channel).Receive(iter(frames), timeout=60)]
+
+    results = {r.request_id: r for r in asyncio.run(run())}
+    assert len(results) == 16
+    assert all(status_code(results[str(i)]) is grpc.StatusCode.OK for i in range(0, 16, 2))
+    assert all(status_code(results[str(i)]) is grpc.StatusCode.INVALID_ARGUMENT for i in range(1, 16, 2))
+    assert max(results[str(i)].batch_size for i in range(0, 16, 2)) > 1
+
+
 def test_cancelled_stream_frees_its_queued_work(tiny_weights):
     from prometheus_client import REGISTRY
 
     from channel_emulator.server import propagate
     from receiver.server import register
     from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
-    from shared.serving.rpc import insecure_channel, start_server
+    from shared.serving.rpc import open_channel, start_server
     from transmitter.server import encode_request
 
     config = load_config(weights=str(tiny_weights), device="cpu", bind_host="127.0.0.1", receiver_workers=1,
@@ -169,7 +198,7 @@ def test_cancelled_stream_frees_its_queued_work(tiny_weights):
         service = ReceiverService(config, model)
         server, port = await start_server(config, 0, "Receiver", register(service))
         try:
-            async with insecure_channel(f"127.0.0.1:{port}", config) as channel:
+            async with open_channel(f"127.0.0.1:{port}", config) as channel:
                 call = pb_grpc.ReceiverStub(channel).Receive(iter(frames))
                 first = await call.read()
                 call.cancel()

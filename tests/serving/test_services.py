@@ -7,7 +7,9 @@ import io
 import math
 
 import grpc
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from prometheus_client import REGISTRY
 
@@ -15,7 +17,8 @@ from semcom_cli.client import SendOptions, is_ok, stream_requests
 from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import load_config
-from shared.serving.rpc import insecure_channel, status_code
+from shared.quality import psnr
+from shared.serving.rpc import open_channel, status_code
 
 from ..conftest import Chain, free_port, smooth_image
 
@@ -119,7 +122,7 @@ def test_duplicate_request_id_in_flight_is_refused(chain):
 
 def test_transmit_one_maps_errors_to_grpc_status(chain):
     async def call(request):
-        async with insecure_channel(chain.target, load_config()) as channel:
+        async with open_channel(chain.target, load_config()) as channel:
             return await pb_grpc.TransmitterStub(channel).TransmitOne(request, timeout=60)
 
     result = asyncio.run(call(SendOptions().request("one", image_bytes(48, 64))))
@@ -183,3 +186,32 @@ def test_every_channel_kind_through_the_services(chain):
         assert result.channel_uses == uses, name
         assert result.achieved_cbr == pytest.approx(uses / (3 * 64 * 64)), name
         assert (result.feedback_bits > 0) == (feedback > 0), name
+
+
+def test_16bit_grayscale_is_scored_against_what_the_codec_saw(chain):
+    levels = (smooth_image(64, 64, seed=4)[0].numpy() * 65535).round().astype("uint16")
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, format="PNG")
+    result = send(chain.target, [SendOptions(seed=2).request("gray16", buffer.getvalue())])["gray16"]
+    assert is_ok(result), result.status.message
+    truth = torch.from_numpy(levels.astype("float32") / 65535).expand(3, -1, -1)
+    received = torch.from_numpy(np.asarray(Image.open(io.BytesIO(result.image)).convert("RGB"), dtype="float32") / 255)
+    true_psnr = psnr(truth[None], received.permute(2, 0, 1)[None])[0].item()
+    assert result.quality.psnr_db == pytest.approx(true_psnr, abs=0.1)
+
+
+def test_a_frame_over_the_message_limit_fails_alone(tiny_weights):
+    # 64x64 antennas with one channel use per block: the channel state of a 64x64 image is ~0.5 MB
+    config = load_config(weights=str(tiny_weights), bind_host="127.0.0.1", device="cpu", max_message_bytes=200_000)
+    small = Chain(config).start()
+    try:
+        good = image_bytes(64, 64)
+        huge = SendOptions(channel="mimo", seed=1, channel_fields={"tx_antennas": 64, "rx_antennas": 64,
+                                                                   "coherence_symbols": 1}).request("huge", good)
+        requests = [huge] + [SendOptions(seed=i).request(f"good-{i}", good) for i in range(3)]
+        results = send(small.target, requests)
+        assert status_code(results["huge"]) is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "over the message limit" in results["huge"].status.message
+        assert all(is_ok(results[f"good-{i}"]) for i in range(3))
+    finally:
+        small.stop()
