@@ -393,6 +393,7 @@ def plot_perception_distortion(rows: list[dict], args, metric: str, path: Path) 
             ax.set_ylabel(METRIC_LABELS["psnr"])
             ax.grid(True, alpha=0.4)
             ax.ticklabel_format(useOffset=False)
+            ax.locator_params(axis="x", nbins=4)  # close values: few ticks, so their labels stay apart
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
