@@ -241,7 +241,7 @@ def small_images(kodak: Path, folder: Path, size: tuple[int, int]) -> Path:
 
 def decode_latency(c: Campaign, settings: dict, image: Path) -> list[dict]:
     output = c.out / "decode_latency.json"
-    c.call([python_executable(), "-m", "benchmarks.decode_latency", "--device", settings["device"], "--image",
+    c.call([python_executable(), "-m", "benchmarks.decode_latency", "--device", settings["device"], "--images",
             str(image), "--modes", *settings["modes"], "--snr", "10", "--batch", *map(str, settings["batches"]),
             "--repeats", str(settings["repeats"]), "--out", str(output)],
            min(settings["latency_cap_s"], c.left() - 60))

@@ -1,15 +1,20 @@
 """`semcom eval`: every system through the same channel code, on an image folder.
 
-For each image x channel x CBR x SNR x system the image is sent and scored (PSNR and
-MS-SSIM of the 8-bit output against the original). Channel draws are seeded from (seed,
-image, SNR, channel), the same for every system, so systems meet the same noise and fades.
+For each image x channel x CBR x SNR x system the image is sent and scored: PSNR and MS-SSIM
+of the 8-bit output against the original, and the perceptual metrics of shared/perceptual.py:
+VIF (torchmetrics; images of at least 41 x 41 pixels), LPIPS and DISTS where their networks are
+in --perceptual-weights (else skipped, with a note in summary.md). Channel draws are seeded from
+(seed, image, SNR, channel), the same for every system, so systems meet the same noise and fades.
 
 Writes to --out:
   results.csv        one row per image and setting; the run resumes from it (rows already
                      there are skipped), so an interrupted run goes on where it stopped
-  summary.md         mean PSNR / MS-SSIM per system, channel and CBR versus SNR, with the
-                     command, date and machine
-  psnr_vs_snr.png, msssim_vs_snr.png   one panel per channel x CBR, one line per system
+  summary.md         mean PSNR / MS-SSIM per system, channel and CBR versus SNR, a table per
+                     perceptual metric, with the command, date and machine
+  psnr_vs_snr.png, msssim_vs_snr.png, vif_vs_snr.png (lpips_vs_snr.png, dists_vs_snr.png)
+                     one panel per channel x CBR, one line per system
+  perception_distortion_vif.png (_lpips, _dists)   PSNR against the perceptual metric, one
+                     point per system, one panel per channel x CBR (rows) and SNR (columns)
   grid.png           the first image's reconstructions, systems x SNRs (first channel, CBR)
 
 Systems, all at the same target CBR:
@@ -90,12 +95,16 @@ from shared.config import VAE_UPSAMPLER_WEIGHTS
 from shared.eval.systems import serves
 from shared.eval.perturbation import parse_perturbation
 from shared.imageio import load_image_file, save_figure
+from shared.perceptual import LOWER_IS_BETTER, PERCEPTUAL_METRICS, PerceptualScorer, load_perceptual
 from shared.quality import ms_ssim, psnr
 
 from . import argtypes, eval_shards
 from .channel_args import add_channel_options, add_kind_option, spec_from_args
 
-FIELDS = ("system", "channel", "cbr", "snr_db", "image", "achieved_cbr", "psnr", "ms_ssim", "info")
+FIELDS = ("system", "channel", "cbr", "snr_db", "image", "achieved_cbr", "psnr", "ms_ssim", *PERCEPTUAL_METRICS, "info")
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ms_ssim": "MS-SSIM",
+                 **{name: f"{name.upper()} ({'lower' if name in LOWER_IS_BETTER else 'higher'} is better)"
+                    for name in PERCEPTUAL_METRICS}}
 SYSTEMS = ("adaptive", "deepjscc", "jpeg-ldpc", "avif-ldpc", "avif-capacity", "adaptive-robust",
            "deepjscc-vae")
 ADAPTER_SYSTEM = "adaptive+adapter"
@@ -207,11 +216,18 @@ def channel_label(args, kind: str) -> str:
 
 
 def read_done(path: Path) -> list[dict]:
+    """The rows of a results.csv (none where absent), metrics as floats (None: not computed);
+    ``ValueError`` for a file of other columns (an older run's: evaluate into a new --out)."""
     if not path.is_file():
         return []
     with path.open() as f:
-        return [{**row, "snr_db": float(row["snr_db"]), "psnr": float(row["psnr"]), "ms_ssim": float(row["ms_ssim"])}
-            for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != FIELDS:
+            raise ValueError(f"{path} has the columns {reader.fieldnames}, not {list(FIELDS)}: it comes from "
+                             f"another version of semcom eval; evaluate into a new --out")
+        return [{**row, "snr_db": float(row["snr_db"]),
+                 **{metric: float(row[metric]) if row[metric] else None for metric in METRIC_LABELS}}
+                for row in reader]
 
 
 def row_key(row: dict) -> tuple:
@@ -245,7 +261,19 @@ def in_grid_order(rows: list[dict], args, image_names: list[str]) -> list[dict]:
     return sorted((row for row in rows if row_key(row) in order), key=lambda row: order[row_key(row)])
 
 
-def evaluate(args, systems: dict[str, System], settings: list[tuple], out: Path) -> list[dict]:
+def scores(image: torch.Tensor, estimate: torch.Tensor, scorer: PerceptualScorer) -> dict[str, float | None]:
+    """Every metric of a results.csv row for one (3, H, W) output in [0, 1] against its original
+    (None where not computed: a learned metric without its network, VIF on a side under 41)."""
+    reference, estimate = image[None], estimate[None]
+    perceptual = scorer(reference, estimate)
+    return {"psnr": round(float(psnr(reference, estimate)[0]), 4),
+            "ms_ssim": round(float(ms_ssim(reference, estimate)[0]), 5),
+            **{name: round(float(perceptual[name][0]), 5) if name in perceptual else None
+               for name in PERCEPTUAL_METRICS}}
+
+
+def evaluate(args, systems: dict[str, System], settings: list[tuple], out: Path,
+             scorer: PerceptualScorer) -> list[dict]:
     """Run every measurement of ``settings`` (:func:`grid_settings`) missing from results.csv,
     appending rows to it as they complete."""
     path = out / "results.csv"
@@ -264,9 +292,7 @@ def evaluate(args, systems: dict[str, System], settings: list[tuple], out: Path)
             spec = channel_spec(args, kind, snr, channel_seed(args.seed, file.name, snr, kind))
             output = systems[name](image, spec, cbr)
             row = {"system": name, "channel": kind, "cbr": str(cbr), "snr_db": float(snr), "image": file.name,
-                   "achieved_cbr": round(output.achieved_cbr, 6),
-                   "psnr": round(float(psnr(image[None], output.image[None])[0]), 4),
-                   "ms_ssim": round(float(ms_ssim(image[None], output.image[None])[0]), 5),
+                   "achieved_cbr": round(output.achieved_cbr, 6), **scores(image, output.image, scorer),
                    "info": " ".join(f"{k}={v}" for k, v in output.info.items())}
             writer.writerow(row)
             f.flush()
@@ -276,37 +302,60 @@ def evaluate(args, systems: dict[str, System], settings: list[tuple], out: Path)
 
 
 def means(rows: list[dict], metric: str) -> dict[tuple, float]:
+    """(system, channel, CBR, SNR) -> the mean of ``metric`` over the rows that have it."""
     groups: dict[tuple, list[float]] = {}
     for row in rows:
-        groups.setdefault((row["system"], row["channel"], row["cbr"], float(row["snr_db"])), []).append(float(row[metric]))
+        if row[metric] is not None:
+            groups.setdefault((row["system"], row["channel"], row["cbr"], float(row["snr_db"])), []).append(row[metric])
     return {key: statistics.fmean(values) for key, values in groups.items()}
 
 
-def summary(rows: list[dict], args, n_images: int, command: str) -> str:
-    psnrs, ssims = means(rows, "psnr"), means(rows, "ms_ssim")
-    lines = [f"Mean PSNR (dB) / MS-SSIM over {n_images} images of {args.data} (8-bit outputs); SNR = Es/N0 per "
-             f"complex symbol; fading blocks of {args.coherence} symbols (MIMO: channel uses), perfect CSI.", "",
-             "| system | channel | CBR | " + " | ".join(f"{snr:g} dB" for snr in args.snr) + " |",
+def measured_perceptual(rows: list[dict]) -> list[str]:
+    """The perceptual metrics that ``rows`` have values of."""
+    return [name for name in PERCEPTUAL_METRICS if any(row[name] is not None for row in rows)]
+
+
+def table(args, values: list[dict[tuple, float]], cell: str) -> list[str]:
+    """A markdown table, one row per system, channel and CBR, one column per SNR; each cell is
+    ``cell`` formatted with the ``values`` (metric means) of that setting."""
+    lines = ["| system | channel | CBR | " + " | ".join(f"{snr:g} dB" for snr in args.snr) + " |",
              "|---|---|---|" + "---|" * len(args.snr)]
     for kind in args.channel:
         for cbr in map(str, args.cbr):
             for name in system_names(args):
-                if (name, kind, cbr, float(args.snr[0])) not in psnrs:
+                if (name, kind, cbr, float(args.snr[0])) not in values[0]:
                     continue  # a CBR this fixed-rate system does not serve
-                cells = [f"{psnrs[name, kind, cbr, float(snr)]:.2f} / {ssims[name, kind, cbr, float(snr)]:.3f}"
-                         for snr in args.snr]
+                cells = [cell.format(*(v[name, kind, cbr, float(snr)] for v in values)) for snr in args.snr]
                 lines.append(f"| {name} | {channel_label(args, kind)} | {cbr} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary(rows: list[dict], args, n_images: int, command: str) -> str:
+    lines = [f"Mean PSNR (dB) / MS-SSIM over {n_images} images of {args.data} (8-bit outputs); SNR = Es/N0 per "
+             f"complex symbol; fading blocks of {args.coherence} symbols (MIMO: channel uses), perfect CSI.", "",
+             *table(args, [means(rows, "psnr"), means(rows, "ms_ssim")], "{:.2f} / {:.3f}")]
+    for name in measured_perceptual(rows):
+        lines += ["", f"Mean {METRIC_LABELS[name]} (shared/perceptual.py):", "",
+                  *table(args, [means(rows, name)], "{:.4f}")]
     lines += ["", f"Command: `{command}`; {datetime.date.today()}; {platform.machine()}, {os.cpu_count()} CPU cores, "
               f"torch {torch.__version__}, device {load_config(device=args.device).resolve_device()}."]
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], args, metric: str, label: str, path: Path) -> None:
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(rows: list[dict], args, metric: str, path: Path) -> None:
+    """``metric`` versus SNR: one panel per channel x CBR, one line per system."""
+    plt = pyplot()
+    label = METRIC_LABELS[metric]
     values = means(rows, metric)
     panels = [(kind, str(cbr)) for kind in args.channel for cbr in args.cbr]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
@@ -321,6 +370,31 @@ def plot(rows: list[dict], args, metric: str, label: str, path: Path) -> None:
         ax.grid(True, alpha=0.4)
         ax.ticklabel_format(axis="y", useOffset=False)
     axes[0][0].legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
+
+
+def plot_perception_distortion(rows: list[dict], args, metric: str, path: Path) -> None:
+    """PSNR against the perceptual ``metric``, one point per system: one panel per channel x CBR
+    (rows) and SNR (columns)."""
+    plt = pyplot()
+    distortion, perception = means(rows, "psnr"), means(rows, metric)
+    panels = [(kind, str(cbr)) for kind in args.channel for cbr in args.cbr]
+    fig, axes = plt.subplots(len(panels), len(args.snr), figsize=(3.6 * len(args.snr), 3.3 * len(panels)),
+                             squeeze=False)
+    for ax_row, (kind, cbr) in zip(axes, panels):
+        for ax, snr in zip(ax_row, map(float, args.snr)):
+            for name in system_names(args):
+                if (name, kind, cbr, snr) in perception:
+                    ax.scatter(perception[name, kind, cbr, snr], distortion[name, kind, cbr, snr], label=name)
+            ax.set_title(f"{channel_label(args, kind)}, CBR {cbr}, {snr:g} dB", fontsize=9)
+            ax.set_xlabel(METRIC_LABELS[metric])
+            ax.set_ylabel(METRIC_LABELS["psnr"])
+            ax.grid(True, alpha=0.4)
+            ax.ticklabel_format(useOffset=False)
+            ax.locator_params(axis="x", nbins=4)  # close values: few ticks, so their labels stay apart
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
@@ -371,14 +445,18 @@ def default_data(args) -> None:
 
 
 def report(args, rows: list[dict], n_images: int, notes: list[str], out: Path) -> None:
-    """summary.md and the two metric-versus-SNR plots of ``rows`` (in grid order) into ``out``;
-    the summary is printed too. A single run and a merge of shards both write through here."""
+    """summary.md, the metric-versus-SNR plots and the perception-distortion plots of ``rows``
+    (in grid order) into ``out``; the summary is printed too. A single run and a merge of shards
+    both write through here."""
     text = summary(rows, args, n_images, args.command_line)
     if notes:
         text += "\n" + "".join(f"- {note}\n" for note in notes)
     (out / "summary.md").write_text(text)
-    plot(rows, args, "psnr", "PSNR (dB)", out / "psnr_vs_snr.png")
-    plot(rows, args, "ms_ssim", "MS-SSIM", out / "msssim_vs_snr.png")
+    plot(rows, args, "psnr", out / "psnr_vs_snr.png")
+    plot(rows, args, "ms_ssim", out / "msssim_vs_snr.png")
+    for name in measured_perceptual(rows):
+        plot(rows, args, name, out / f"{name}_vs_snr.png")
+        plot_perception_distortion(rows, args, name, out / f"perception_distortion_{name}.png")
     print(text, end="")
 
 
@@ -391,7 +469,10 @@ def run_eval(args) -> int:
         files = list_images(args.data)[: args.limit]
         for kind in args.channel:
             channel_spec(args, kind, args.snr[0], 0)
-        device = load_config(device=args.device).resolve_device()
+        config = load_config(device=args.device, perceptual_weights=args.perceptual_weights)
+        device = config.resolve_device()
+        scorer = load_perceptual(config.perceptual_weights)
+        read_done(args.out / "results.csv")  # one of other columns fails now, not mid-run
         if args.adapt and "adaptive" not in args.systems:
             raise ValueError("--adapt adds adaptive+adapter next to adaptive: add adaptive to --systems")
         systems = build_systems(args, device)
@@ -401,27 +482,28 @@ def run_eval(args) -> int:
     except (FileNotFoundError, ValueError, NotImplementedError) as exc:
         print(f"semcom eval: {exc}", file=sys.stderr)
         return 2
-    skipped = [f"{label} serves only CBR {', '.join(map(str, systems[label].cbrs))}: skipped at "
-               + ", ".join(str(cbr) for cbr in args.cbr if not serves(systems[label], cbr))
-               for label in systems if not all(serves(systems[label], cbr) for cbr in args.cbr)]
-    for note in skipped:
+    notes = [f"{label} serves only CBR {', '.join(map(str, systems[label].cbrs))}: skipped at "
+             + ", ".join(str(cbr) for cbr in args.cbr if not serves(systems[label], cbr))
+             for label in systems if not all(serves(systems[label], cbr) for cbr in args.cbr)]
+    notes += list(scorer.skipped.values())
+    for note in notes:
         print(f"semcom eval: note: {note}", file=sys.stderr)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     settings = grid_settings(args, systems, files)
     mine = args.shard.select(settings) if args.shard else settings
     keys = {setting_key(setting) for setting in mine}
-    rows = [row for row in evaluate(args, systems, mine, out) if row_key(row) in keys]
+    rows = [row for row in evaluate(args, systems, mine, out, scorer) if row_key(row) in keys]
     rows = in_grid_order(rows, args, [f.name for f in files])
     if not args.shard or args.shard.index == 1:
         grid(args, systems, files[0], out / "grid.png")
     if args.shard:
         eval_shards.write_manifest(out, args.shard, args.command_line, args.data, [f.name for f in files],
-                                   len(settings), skipped)
+                                   len(settings), notes)
         print(f"semcom eval: shard {args.shard}: {len(rows)} of the grid's {len(settings)} measurements in "
               f"{out / 'results.csv'}; join the shards with `semcom eval merge DIR... --out DIR`", file=sys.stderr)
         return 0
-    report(args, rows, len(files), skipped, out)
+    report(args, rows, len(files), notes, out)
     return 0
 
 
@@ -492,6 +574,9 @@ def add_parser(sub) -> None:
     for weights in mode_weights().values():  # one flag per network a decoder mode needs
         parser.add_argument("--" + weights.config_field.replace("_", "-"), default=getattr(defaults, weights.config_field),
                             help=f"{weights.role} weights of the decoder modes that need them")
+    parser.add_argument("--perceptual-weights", metavar="DIR",
+                        help="folder of the learned perceptual metrics' networks, lpips.pt2 and dists.pt2 "
+                             "(shared/perceptual.py; default SEMCOM_PERCEPTUAL_WEIGHTS, else none: skipped)")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
     parser.add_argument("--shard", type=eval_shards.parse_shard, metavar="K/N",
                         help="run only the K-th of N disjoint parts of the grid (1 <= K <= N; same seeded draws), "

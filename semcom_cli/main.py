@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import shlex
 import signal
@@ -31,6 +32,8 @@ from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import channel_kinds
 from shared.config import SAMPLE_IMAGES, load_config
 from shared.decoding import PIPELINES, mode_help
+from shared.imageio import load_image_file
+from shared.perceptual import PERCEPTUAL_METRICS, PerceptualScorer, load_perceptual
 
 from . import adapt, argtypes, bench, channel_stats, evaluate
 from .channel_args import add_channel_options, add_kind_option, channel_fields
@@ -70,6 +73,16 @@ def result_record(path: Path, result: pb.ImageResult, options: SendOptions, outp
     }
 
 
+def perceptual_scores(path: Path, result: pb.ImageResult, scorer: PerceptualScorer) -> dict[str, float | None]:
+    """The perceptual metrics (:mod:`shared.perceptual`) of one result's image against the sent
+    file, for ``semcom send --json``: None for those not computed and for a failed request."""
+    values = {}
+    if is_ok(result):
+        reference, estimate = load_image_file(path)[None], load_image_file(io.BytesIO(result.image))[None]
+        values = {name: round(float(value[0]), 5) for name, value in scorer(reference, estimate).items()}
+    return {name: values.get(name) for name in PERCEPTUAL_METRICS}
+
+
 def _status_name(code: int) -> str:
     return next((c.name for c in grpc.StatusCode if c.value[0] == code), f"CODE_{code}")
 
@@ -100,8 +113,12 @@ def format_table(records: list[dict]) -> str:
 
 async def send_images(target: str, files: list[Path], options: SendOptions, out_dir: Path | None,
                       as_json: bool, timeout_s: float | None) -> list[dict]:
-    """Stream ``files`` to the transmitter at ``target``; print and save results as they arrive."""
+    """Stream ``files`` to the transmitter at ``target``; print and save results as they arrive
+    (``as_json``: one JSON object per image, the perceptual metrics included)."""
     config = load_config()
+    scorer = load_perceptual(config.perceptual_weights) if as_json else None
+    for note in scorer.skipped.values() if scorer else ():
+        print(f"semcom send: note: {note}", file=sys.stderr)
     requests = [options.request(str(i), path.read_bytes()) for i, path in enumerate(files)]
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +133,7 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
                 output.write_bytes(result.image)
             records[index] = result_record(files[index], result, options, output)
             if as_json:
+                records[index].update(perceptual_scores(files[index], result, scorer))
                 tqdm.write(json.dumps(records[index]), file=sys.stdout)
             bar.update(1)
     return [records[i] for i in sorted(records)]
@@ -238,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--snr", type=argtypes.finite, default=10.0, help="Es/N0 per complex symbol in dB (default 10)")
     add_send_options(send)
     send.add_argument("--out", type=Path, help="write reconstructions (PNG) into this folder")
-    send.add_argument("--json", action="store_true", help="print one JSON object per image instead of a table")
+    send.add_argument("--json", action="store_true",
+                      help="print one JSON object per image instead of a table, with the perceptual metrics vif, "
+                           "lpips and dists (null where not computed; see SEMCOM_PERCEPTUAL_WEIGHTS)")
     send.set_defaults(func=run_send)
 
     demo = sub.add_parser("demo", help="start the services, send a folder at several SNRs, stop",

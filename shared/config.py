@@ -78,6 +78,9 @@ class ServiceSettings:
     # The networks of the receiver's decoder modes are fields too, one per network a registered
     # mode needs (shared.decoding: teacher_weights, consistency_weights, generative_weights,
     # finetune_weights; "" = none: its modes are not served), added below.
+    # Folder of the learned perceptual metrics' networks (lpips.pt2, dists.pt2: shared.perceptual)
+    # that `semcom eval` and `semcom send --json` score with; "" or a missing file skips that metric.
+    perceptual_weights: str = ""
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     torch_threads: int = 0  # 0: leave PyTorch's default
     # Runtime of the codec's analysis/synthesis networks (shared.models.runtime): "auto" (onnx on

@@ -16,8 +16,9 @@ from semcom_cli.main import main
 
 from .conftest import free_port
 from .serving.test_services import image_bytes
+from .test_perceptual import export_stand_in
 
-JSON_KEYS = {"image", "psnr", "ms_ssim", "cbr", "snr_db", "channel", "mode", "latency_ms"}
+JSON_KEYS = {"image", "psnr", "ms_ssim", "vif", "lpips", "dists", "cbr", "snr_db", "channel", "mode", "latency_ms"}
 
 
 @pytest.fixture
@@ -29,17 +30,22 @@ def images(tmp_path):
     return folder
 
 
-def test_send_json_and_outputs(chain, images, tmp_path, capsys):
+def test_send_json_and_outputs(chain, images, tmp_path, capsys, monkeypatch):
     out = tmp_path / "rx"
+    export_stand_in(tmp_path / "perceptual" / "lpips.pt2")  # LPIPS from a stand-in network, no DISTS
+    monkeypatch.setenv("SEMCOM_PERCEPTUAL_WEIGHTS", str(tmp_path / "perceptual"))
     code = main(["send", str(images), "--channel", "rayleigh", "--snr", "5", "--cbr", "1/48", "--seed", "3",
                  "--target", chain.target, "--out", str(out), "--json"])
     assert code == 0
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
     assert len(records) == 2
+    assert "DISTS not computed" in captured.err
     for record in records:
         assert JSON_KEYS <= set(record)
         assert record["channel"] == "rayleigh" and record["snr_db"] == 5.0 and record["mode"] == "jscc"
         assert record["error"] is None and record["psnr"] > 0 and record["cbr"] > 0
+        assert 0 <= record["vif"] <= 1 and record["lpips"] >= 0 and record["dists"] is None
         assert os.path.isfile(record["output"])
     assert sorted(p.name for p in out.iterdir()) == ["a_rayleigh_5dB.png", "b_rayleigh_5dB.png"]
 

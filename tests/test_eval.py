@@ -10,6 +10,7 @@ from PIL import Image
 from semcom_cli.main import main
 
 from .serving.test_services import image_bytes
+from .test_perceptual import export_stand_in
 
 
 def test_eval_writes_results_plots_grid_and_resumes(tiny_weights, tmp_path, capsys):
@@ -18,19 +19,36 @@ def test_eval_writes_results_plots_grid_and_resumes(tiny_weights, tmp_path, caps
     for i in range(2):
         (data / f"img{i}.png").write_bytes(image_bytes(48, 64, seed=i))
     out = tmp_path / "out"
+    export_stand_in(tmp_path / "perceptual" / "lpips.pt2")  # LPIPS from a stand-in network, no DISTS
     argv = ["eval", "--data", str(data), "--channel", "awgn", "mimo", "--snr", "0", "10", "--cbr", "1/24", "1/48",
-            "--weights", str(tiny_weights), "--device", "cpu", "--out", str(out)]
+            "--weights", str(tiny_weights), "--device", "cpu", "--perceptual-weights", str(tmp_path / "perceptual"),
+            "--out", str(out)]
     assert main(argv) == 0
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 2 * 2 * 2 * 2
     mimo = [r for r in rows if r["channel"] == "mimo" and r["cbr"] == "1/24"]
     assert all(abs(float(r["achieved_cbr"]) - 1 / 48) < 1e-6 for r in mimo)  # two streams: half the channel uses
+    assert all(0 <= float(r["vif"]) <= 1 and float(r["lpips"]) >= 0 and r["dists"] == "" for r in rows)
     summary = (out / "summary.md").read_text()
     assert "| deepjscc | mimo 2x2 svd | 1/48 |" in summary and "semcom eval" in summary
-    for name in ("psnr_vs_snr.png", "msssim_vs_snr.png", "grid.png"):
+    assert "Mean VIF (higher is better)" in summary and "Mean LPIPS (lower is better)" in summary
+    assert "DISTS not computed" in summary and "DISTS (" not in summary
+    for name in ("psnr_vs_snr.png", "msssim_vs_snr.png", "vif_vs_snr.png", "lpips_vs_snr.png",
+                 "perception_distortion_vif.png", "perception_distortion_lpips.png", "grid.png"):
         assert Image.open(out / name).size[0] >= 96
+    assert not (out / "dists_vs_snr.png").exists()
     assert main(argv) == 0  # resumes: nothing new to run, same rows
     assert len(list(csv.DictReader((out / "results.csv").open()))) == len(rows)
+
+
+def test_eval_refuses_a_results_csv_of_other_columns(tiny_weights, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.png").write_bytes(image_bytes(32, 32))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.csv").write_text("system,channel,cbr,snr_db,image,achieved_cbr,psnr,ms_ssim,info\n")
+    assert main(["eval", "--data", str(tmp_path / "data"), "--weights", str(tiny_weights), "--device", "cpu",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "new --out" in capsys.readouterr().err
 
 
 def test_eval_rejects_unserved_cbr(tiny_weights, tmp_path, capsys):
