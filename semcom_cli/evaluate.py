@@ -95,6 +95,7 @@ from shared.config import VAE_UPSAMPLER_WEIGHTS
 from shared.eval.systems import serves
 from shared.eval.perturbation import parse_perturbation
 from shared.imageio import load_image_file, save_figure
+from shared.models.runtime import RUNTIMES
 from shared.perceptual import LOWER_IS_BETTER, PERCEPTUAL_METRICS, PerceptualScorer, load_perceptual
 from shared.quality import ms_ssim, psnr
 
@@ -157,8 +158,14 @@ def learned_adapter(args, codec):
 def build_systems(args, device: str) -> dict[str, System]:
     """Every system of the run; ``NotImplementedError`` for a mode whose weights do not load."""
     from shared.codecs import codec_for
-    from shared.models.io import load_model
+    from shared.models.io import load_model as load_weights
+    from shared.models.runtime import resolve_runtime, use_runtime
     from shared.serving.service import load_diffusion_decoders
+
+    runtime = resolve_runtime(args.runtime, device)
+
+    def load_model(path, device):
+        return use_runtime(load_weights(path, device), runtime)
 
     modes = [parse_mode(mode) for mode in args.modes] if "adaptive" in args.systems else []
     if modes:
@@ -578,6 +585,9 @@ def add_parser(sub) -> None:
                         help="folder of the learned perceptual metrics' networks, lpips.pt2 and dists.pt2 "
                              "(shared/perceptual.py; default SEMCOM_PERCEPTUAL_WEIGHTS, else none: skipped)")
     parser.add_argument("--device", help="cpu | cuda | auto (default SEMCOM_DEVICE, else auto)")
+    parser.add_argument("--runtime", default="eager", choices=("auto", *RUNTIMES),
+                        help="runtime of the codecs' analysis/synthesis networks (shared/models/runtime.py; default "
+                             "eager, the reference; the services default to SEMCOM_RUNTIME=auto: onnx on the CPU)")
     parser.add_argument("--shard", type=eval_shards.parse_shard, metavar="K/N",
                         help="run only the K-th of N disjoint parts of the grid (1 <= K <= N; same seeded draws), "
                              "into --out; join the N folders with `semcom eval merge`")
