@@ -48,9 +48,23 @@ def add_channel_options(parser: argparse.ArgumentParser, defaults: ChannelSpec |
             values = tuple(getattr(defaults, f) for f in option.fields)
             note = f"default {_shown(values)}"
         kind = {float: real, int: integer}.get(option.kind, option.kind)
-        parser.add_argument(option.flag, type=kind, nargs=len(option.fields) if len(option.fields) > 1 else None,
-                            default=values if len(values) > 1 else values[0], choices=option.choices,
+        several = len(option.fields) > 1
+        parser.add_argument(option.flag, type=kind, nargs="+" if several or option.many else None,
+                            action=_AtMost(len(option.fields)) if several else "store",
+                            default=values if several else values[0], choices=option.choices,
                             metavar=option.metavar, help=f"{option.help}; {', '.join(users)} ({note})")
+
+
+def _AtMost(count: int) -> type[argparse.Action]:
+    """An argparse action storing one to ``count`` values."""
+
+    class AtMost(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if len(values) > count:
+                parser.error(f"{option_string} takes at most {count} values, got {len(values)}")
+            setattr(namespace, self.dest, values)
+
+    return AtMost
 
 
 def channel_fields(args: argparse.Namespace) -> dict:
@@ -60,8 +74,11 @@ def channel_fields(args: argparse.Namespace) -> dict:
         value = getattr(args, _dest(option.flag), None)
         if value is None:
             continue
+        if option.many:
+            fields[option.fields[0]] = tuple(value)
+            continue
         values = tuple(value) if len(option.fields) > 1 else (value,)
-        fields.update(zip(option.fields, values))
+        fields.update(zip(option.fields[len(option.fields) - len(values):], values))  # fewer values: the last fields
     return fields
 
 

@@ -28,7 +28,7 @@ import grpc
 from tqdm import tqdm
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
-from shared.channel import channel_kinds
+from shared.channel import channel_kinds, channel_options
 from shared.config import SAMPLE_IMAGES, load_config
 from shared.decoding import PIPELINES, mode_help
 
@@ -121,11 +121,18 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
     return [records[i] for i in sorted(records)]
 
 
+def off_the_wire_flags() -> tuple[str, ...]:
+    """The channel flags whose fields the API's ``ChannelSpec`` does not carry (``mu_mimo``'s users,
+    gains and detector: the services send every frame alone in its slot); in-process commands only."""
+    carried = set(pb.ChannelSpec.DESCRIPTOR.fields_by_name)
+    return tuple(option.flag for option in channel_options().values() if not set(option.fields) <= carried)
+
+
 def add_send_options(parser: argparse.ArgumentParser) -> None:
     add_kind_option(parser)
     parser.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
     parser.add_argument("--mode", default="jscc", help=f"decoder mode: {mode_help()}")
-    add_channel_options(parser)
+    add_channel_options(parser, exclude=off_the_wire_flags())
     parser.add_argument("--seed", type=int, help="seed of the channel draws (default: fresh randomness)")
     parser.add_argument("--user", default="cli", help="user id sent with each request")
     parser.add_argument("--use-adapter", action="store_true",

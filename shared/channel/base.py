@@ -53,7 +53,9 @@ class Transmission:
 @dataclass(frozen=True)
 class ChannelOption:
     """A user-facing parameter of a channel kind: the CLI flag and the :class:`~.spec.ChannelSpec`
-    field(s) it sets (two fields: the flag takes two values), with its help and choices."""
+    field(s) it sets, with its help and choices. A flag of several fields takes one value per
+    field or fewer, which set the last fields (``--antennas NT NR`` or ``--antennas NR``); a
+    ``many`` flag takes one value or more, the tuple of its one field."""
 
     flag: str
     fields: tuple[str, ...]
@@ -61,6 +63,7 @@ class ChannelOption:
     help: str
     choices: tuple | None = None
     metavar: str | tuple[str, ...] | None = None
+    many: bool = False
 
 
 class ChannelKind:
