@@ -38,6 +38,7 @@ from shared.channel.mu_mimo import MULTIUSER_DETECTORS, user_transmissions
 from shared.codecs import FrameHeader, FrameLost, codec_for
 from shared.config import load_config
 from shared.decoding import parse_mode
+from shared.eval.separation import GREY
 from shared.eval.systems import channel_seed, quantize
 from shared.imageio import load_image_file
 from shared.models.io import load_model
@@ -55,10 +56,10 @@ def slot_psnr(codec, frames, images, spec, mode, decoders, seed) -> list[float]:
     stacked = torch.stack([F.pad(f.symbols, (0, max(lengths) - n)) for f, n in zip(frames, lengths)])
     transmission = transmit(stacked, spec, make_generator(seed))
     views = user_transmissions(transmission, lengths) if spec.kind == "mu_mimo" else [transmission]
-    outcomes = codec.decode_batch(views, [spec] * len(frames), [FrameHeader.of(f) for f in frames], mode, decoders)
     scores = []
-    for outcome, image in zip(outcomes, images):
-        decoded = torch.full_like(image, 0.5) if isinstance(outcome, FrameLost) else outcome.image
+    for view, frame, image in zip(views, frames, images):  # one at a time: a decoder batch shares one token grid
+        (outcome,) = codec.decode_batch([view], [spec], [FrameHeader.of(frame)], mode, decoders)
+        decoded = torch.full_like(image, GREY) if isinstance(outcome, FrameLost) else outcome.image
         scores.append(float(psnr(image[None], quantize(decoded)[None])[0]))
     return scores
 

@@ -20,7 +20,7 @@ from ..conftest import smooth_image
 def test_users_sharing_a_noiseless_slot_decode_as_if_alone():
     torch.manual_seed(0)
     codec = RateAdaptiveCodec(RateAdaptiveJSCC(TINY).eval())
-    images = [smooth_image(64, 64, seed=s) for s in range(3)]
+    images = [smooth_image(64, 64, seed=0), smooth_image(64, 96, seed=1), smooth_image(96, 64, seed=2)]  # two grids
     shared = ChannelSpec("mu_mimo", 60.0, users=3, rx_antennas=3, multiuser_detector="zf", seed=1)
     frames = [codec.encode(image, shared, Fraction(1, 24)) for image in images]
     together = slot_psnr(codec, frames, images, shared, JSCC, None, seed=1)
