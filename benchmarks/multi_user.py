@@ -10,7 +10,7 @@ longest (the padding is not counted in any user's CBR) and superposed
 (:func:`shared.channel.mu_mimo.multiuser_channel`, i.i.d. Rayleigh per user, ``--coherence``
 channel uses per H); the receiver separates them with each detector (ZF, MMSE; the same channel
 draws for both) and decodes each user's frame in ``--mode``
-(:func:`shared.channel.mu_mimo.user_transmissions`). Beside them, single-user SISO references
+(:meth:`shared.channel.mu_mimo.MultiUserMIMO.transmit_slot`). Beside them, single-user SISO references
 (``--references``, default ``awgn rayleigh``) at the same Es/N0.
 
 Each user's Es/N0 is ``--snr`` (equal large-scale gains). MMSE-SIC is not run: the JSCC symbols are
@@ -29,12 +29,11 @@ import statistics
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from shared.channel import ChannelSpec, make_generator
 from shared.channel.link import transmit
 from shared.channel.spec import channel_kind
-from shared.channel.mu_mimo import MULTIUSER_DETECTORS, user_transmissions
+from shared.channel.mu_mimo import MULTIUSER_DETECTORS
 from shared.codecs import FrameHeader, FrameLost, codec_for
 from shared.config import load_config
 from shared.decoding import parse_mode
@@ -52,10 +51,10 @@ KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 def slot_psnr(codec, frames, images, spec, mode, decoders, seed) -> list[float]:
     """Send ``frames`` (one per user) superposed in one slot of ``spec`` and decode each: the PSNR (dB)
     of every user's 8-bit reconstruction of its image (a lost frame scores the mid-grey image)."""
-    lengths = [f.symbols.numel() for f in frames]
-    stacked = torch.stack([F.pad(f.symbols, (0, max(lengths) - n)) for f, n in zip(frames, lengths)])
-    transmission = transmit(stacked, spec, make_generator(seed))
-    views = user_transmissions(transmission, lengths) if spec.kind == "mu_mimo" else [transmission]
+    block = channel_kind(spec.kind)
+    generator = make_generator(seed)
+    views = (block.transmit_slot([f.symbols for f in frames], spec, generator) if block.shares_slots
+             else [transmit(f.symbols[None], spec, generator) for f in frames])
     scores = []
     for view, frame, image in zip(views, frames, images):  # one at a time: a decoder batch shares one token grid
         (outcome,) = codec.decode_batch([view], [spec], [FrameHeader.of(frame)], mode, decoders)

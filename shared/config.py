@@ -79,6 +79,9 @@ class ServiceSettings:
     channel_workers: int = 2
     channel_queue_size: int = 256
     channel_scheduler: str = "fair"
+    # Channel kinds whose users share slots (mu_mimo): how long a slot's first frame waits for the
+    # frames of other users (up to the slot's K) before it is sent with those that came.
+    channel_slot_window_ms: float = 5.0
     # Logging.
     log_level: str = "INFO"
 

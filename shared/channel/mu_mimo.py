@@ -25,8 +25,10 @@ level. K = 1 is maximum-ratio combining (SIMO).
 BER theory of ZF with i.i.d. Rayleigh: user k's post-ZF SNR is ``a_k (Es/N0) / [(H^H H)^-1]_kk``
 with ``1 / [(H^H H)^-1]_kk ~ Gamma(Nr - K + 1, 1)`` (:func:`.theory.ber_gamma`).
 
-Wire: a slot of one user (the services send every frame alone in its slot, K = 1) travels as the
-``mimo`` state fields (``channel_matrices`` of Nr x 1, ``rx_antennas``, ``tx_antennas`` = 1).
+Services: the channel emulator superposes the frames of up to K users arriving within a window
+(:meth:`MultiUserMIMO.transmit_slot`); every user's frame then carries the whole slot (its samples,
+``channel_matrices`` of Nr x K, ``tx_antennas`` = K) and its column ``slot_user``, and the receiver
+separates the slot when it equalizes that frame.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ class MultiUserMIMO(ChannelKind):
     B a multiple of K. Outputs: (S, n, Nr) received per slot and (S, n_blocks, Nr, K) H; the
     receiver's (B, n) separated symbols, one row per user."""
 
+    shares_slots = True
     options = (ChannelOption("--users", ("users",), int, "users K sharing a slot (single antenna each)", metavar="K"),
                ANTENNAS,
                ChannelOption("--user-gains", ("user_gains_db",), float,
@@ -178,23 +181,34 @@ class MultiUserMIMO(ChannelKind):
         """The spec's ``multiuser_detector`` on every slot."""
         return multiuser_receive(transmission.mimo, spec.multiuser_detector)
 
+    def transmit_slot(self, frames: list[torch.Tensor], spec: ChannelSpec,
+                      generator: torch.Generator | None) -> list[Transmission]:
+        """The users' (n_k,) frames zero-padded to the longest and superposed (``spec.users`` of
+        them); each user's view counts its own n_k channel uses (:func:`user_transmissions`)."""
+        lengths = [frame.numel() for frame in frames]
+        stacked = torch.stack([F.pad(frame, (0, max(lengths) - n)) for frame, n in zip(frames, lengths)])
+        return user_transmissions(self.transmit(stacked, spec, generator), lengths)
+
     def to_wire(self, transmission: Transmission) -> tuple[torch.Tensor, dict]:
+        """One user's view of one slot: the whole slot's samples and H, and the user's column."""
         output = transmission.mimo
-        if output.received.shape[0] != 1 or output.users != 1:
-            raise ValueError("the wire carries mu_mimo slots of one user (each frame alone in its slot)")
+        if output.received.shape[0] != 1 or (output.user is None and output.users != 1):
+            raise ValueError("the wire carries one user's view of one mu_mimo slot (user_transmissions)")
         state = {"channel_uses": transmission.channel_uses, "noise_variance": output.noise_variance,
                  "coherence_symbols": output.coherence_uses, "num_blocks": output.channel.shape[1],
-                 "rx_antennas": output.channel.shape[-2], "tx_antennas": 1,
+                 "rx_antennas": output.channel.shape[-2], "tx_antennas": output.users, "slot_user": output.user or 0,
                  "channel_matrices": pack_complex(output.channel[0].flatten())}
         return output.received[0].flatten(), state
 
     def from_wire(self, samples: bytes, n_symbols: int, state, spec: ChannelSpec) -> Transmission:
-        blocks, n_rx = state.num_blocks, state.rx_antennas
-        if state.tx_antennas != 1:
-            raise ValueError(f"a mu_mimo frame comes alone in its slot (1 user), the state holds {state.tx_antennas}")
-        h = unpack_complex(state.channel_matrices, blocks * n_rx).reshape(1, blocks, n_rx, 1)
-        received = unpack_complex(samples, n_symbols * n_rx).reshape(1, n_symbols, n_rx)
-        output = MultiUserOutput(received, h, state.coherence_symbols, state.noise_variance, None, n_symbols)
+        blocks, n_rx, users = state.num_blocks, state.rx_antennas, state.tx_antennas or 1
+        uses = len(samples) // (8 * n_rx) if n_rx else 0
+        if state.slot_user >= users or uses < n_symbols:
+            raise ValueError(f"mu_mimo state of user {state.slot_user} of {users}, {uses} channel uses, does not "
+                             f"fit a frame of {n_symbols} symbols")
+        h = unpack_complex(state.channel_matrices, blocks * n_rx * users).reshape(1, blocks, n_rx, users)
+        received = unpack_complex(samples, uses * n_rx).reshape(1, uses, n_rx)
+        output = MultiUserOutput(received, h, state.coherence_symbols, state.noise_variance, state.slot_user, n_symbols)
         return Transmission(None, output, None, state.channel_uses)
 
     def ber_theory(self, modulation: str, spec: ChannelSpec) -> float | None:

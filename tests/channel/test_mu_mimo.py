@@ -84,17 +84,25 @@ def test_per_user_views_decode_their_own_frame_only():
         torch.testing.assert_close(mine.effective_noise_variance, whole.effective_noise_variance[row : row + 1, :n])
 
 
-def test_single_user_slots_round_trip_the_wire_and_others_are_refused():
+def test_each_users_view_of_a_slot_round_trips_the_wire():
     block = channel_kind("mu_mimo")
-    spec = mu_spec(users=1, coherence_symbols=16)
-    transmission = transmit(gaussian(1, 70, seed=10), spec, make_generator(11))
-    samples, fields = block.to_wire(transmission)
-    back = block.from_wire(pack_complex(samples), 70, pb.ChannelState(**fields), spec)
-    torch.testing.assert_close(back.mimo.received, transmission.mimo.received)
-    torch.testing.assert_close(back.mimo.channel, transmission.mimo.channel)
-    torch.testing.assert_close(receive(back, spec).symbols, receive(transmission, spec).symbols)
-    with pytest.raises(ValueError, match="one user"):
-        block.to_wire(transmit(gaussian(3, 70), mu_spec(), make_generator(0)))
+    spec = mu_spec(coherence_symbols=16)
+    frames = [gaussian(1, n, seed=10 + n)[0] for n in (70, 52, 64)]
+    views = block.transmit_slot(frames, spec, make_generator(11))
+    assert [v.channel_uses for v in views] == [70, 52, 64]  # the zero-padding is not counted
+    for user, (view, frame) in enumerate(zip(views, frames)):
+        samples, fields = block.to_wire(view)
+        assert (fields["tx_antennas"], fields["slot_user"]) == (3, user)
+        back = block.from_wire(pack_complex(samples), frame.numel(), pb.ChannelState(**fields), spec)
+        torch.testing.assert_close(back.mimo.received, view.mimo.received)
+        torch.testing.assert_close(back.mimo.channel, view.mimo.channel)
+        mine = receive(back, spec)
+        torch.testing.assert_close(mine.symbols, receive(view, spec).symbols)
+        assert mine.symbols.shape == (1, frame.numel())
+    with pytest.raises(ValueError, match="one user's view"):
+        block.to_wire(transmit(gaussian(3, 70), spec, make_generator(0)))
+    with pytest.raises(ValueError, match="does not fit"):
+        block.from_wire(pack_complex(samples), 71, pb.ChannelState(**fields), spec)  # the slot has 70 uses
 
 
 @pytest.mark.parametrize("fields, message", [
