@@ -122,8 +122,8 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
 
 
 def off_the_wire_flags() -> tuple[str, ...]:
-    """The channel flags whose fields the API's ``ChannelSpec`` does not carry (``mu_mimo``'s users,
-    gains and detector: the services send every frame alone in its slot); in-process commands only."""
+    """The channel flags whose fields the API's ``ChannelSpec`` does not carry (``mu_mimo``'s
+    ``--user-gains``: in the services each user's Es/N0 is its own ``--snr``); in-process commands only."""
     carried = set(pb.ChannelSpec.DESCRIPTOR.fields_by_name)
     return tuple(option.flag for option in channel_options().values() if not set(option.fields) <= carried)
 
