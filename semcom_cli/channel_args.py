@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from collections.abc import Iterable
 
+from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import ChannelSpec, channel_kinds, channel_options
 from shared.channel.spec import KINDS
 
@@ -67,10 +68,21 @@ def _AtMost(count: int) -> type[argparse.Action]:
     return AtMost
 
 
-def channel_fields(args: argparse.Namespace) -> dict:
-    """The :class:`~shared.channel.ChannelSpec` fields the parsed channel flags set."""
+def off_the_wire_flags() -> tuple[str, ...]:
+    """The channel flags whose fields the API's ``ChannelSpec`` does not carry (``mu_mimo``'s
+    ``--user-gains``: in the services each user's Es/N0 is its own ``--snr``); in-process commands only."""
+    carried = set(pb.ChannelSpec.DESCRIPTOR.fields_by_name)
+    return tuple(option.flag for option in channel_options().values() if not set(option.fields) <= carried)
+
+
+def channel_fields(args: argparse.Namespace, exclude: Iterable[str] = ()) -> dict:
+    """The :class:`~shared.channel.ChannelSpec` fields the parsed channel flags set (``exclude``: the
+    flags :func:`add_channel_options` left out, whose names the command may use otherwise)."""
     fields = {}
+    excluded = set(exclude)
     for option in channel_options().values():
+        if option.flag in excluded:
+            continue
         value = getattr(args, _dest(option.flag), None)
         if value is None:
             continue

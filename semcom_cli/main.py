@@ -28,12 +28,12 @@ import grpc
 from tqdm import tqdm
 
 from shared.api.semcom.v1 import semcom_pb2 as pb
-from shared.channel import channel_kinds, channel_options
+from shared.channel import channel_kinds
 from shared.config import SAMPLE_IMAGES, load_config
 from shared.decoding import PIPELINES, mode_help
 
 from . import adapt, argtypes, bench, channel_stats, evaluate
-from .channel_args import add_channel_options, add_kind_option, channel_fields
+from .channel_args import add_channel_options, add_kind_option, channel_fields, off_the_wire_flags
 from . import health as health_cli
 from .client import SendOptions, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
@@ -119,13 +119,6 @@ async def send_images(target: str, files: list[Path], options: SendOptions, out_
                 tqdm.write(json.dumps(records[index]), file=sys.stdout)
             bar.update(1)
     return [records[i] for i in sorted(records)]
-
-
-def off_the_wire_flags() -> tuple[str, ...]:
-    """The channel flags whose fields the API's ``ChannelSpec`` does not carry (``mu_mimo``'s
-    ``--user-gains``: in the services each user's Es/N0 is its own ``--snr``); in-process commands only."""
-    carried = set(pb.ChannelSpec.DESCRIPTOR.fields_by_name)
-    return tuple(option.flag for option in channel_options().values() if not set(option.fields) <= carried)
 
 
 def add_send_options(parser: argparse.ArgumentParser) -> None:
