@@ -4,8 +4,8 @@ antennas separates them (the multi-user uplink of paper 002's MU-GSC: K = 3, Nr 
 Slots: the (B, n) symbol rows handed to :meth:`MultiUserMIMO.transmit` are grouped K at a time,
 rows ``i K .. i K + K - 1`` (users 0 .. K-1) superposed in slot ``i`` (B must be a multiple of K);
 user k sends its symbol ``t`` in channel use ``t`` of the slot, so every user spends n channel
-uses, as over SISO. A shorter frame is zero-padded by the caller to the slot's length; the
-padding carries no energy and is not counted in that user's channel uses
+uses, as over SISO. :meth:`MultiUserMIMO.transmit_slot` zero-pads shorter frames to the slot's
+length; the padding carries no energy and is not counted in that user's channel uses
 (:func:`user_transmissions`).
 
 Channel, per slot and coherence block of ``coherence_symbols`` channel uses (the last block may
