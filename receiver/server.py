@@ -102,6 +102,7 @@ def reconstruct_batch(
             batch_size=len(batch),
             channel_uses=received.state.channel_uses,
             feedback_bits=received.state.feedback_bits,
+            slot_users=len(received.state.slot_request_ids),
         ))
     return results
 

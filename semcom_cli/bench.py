@@ -31,6 +31,7 @@ from shared.api.semcom.v1 import semcom_pb2_grpc as pb_grpc
 from shared.config import SAMPLE_IMAGES, load_config
 from shared.serving.rpc import open_channel, status_code
 
+from .channel_args import add_channel_options, channel_fields, off_the_wire_flags
 from .client import SendOptions
 from .launcher import ServiceProcesses
 
@@ -41,6 +42,7 @@ SCHEDULERS = {
     "mugsc": {"SEMCOM_RECEIVER_SCHEDULER": "fair", "SEMCOM_TRANSMITTER_SCHEDULER": "fair",
               "SEMCOM_CHANNEL_SCHEDULER": "fair"},
 }
+CHANNEL_FLAGS_LEFT_OUT = (*off_the_wire_flags(), "--users")  # --users is the user count here (--slot-users)
 PORT_FIELDS = ("TRANSMITTER_PORT", "CHANNEL_PORT", "RECEIVER_PORT",
                "TRANSMITTER_METRICS_PORT", "CHANNEL_METRICS_PORT", "RECEIVER_METRICS_PORT")
 
@@ -50,6 +52,7 @@ class UserStats:
     latencies_s: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     sent: int = 0
+    slot_users: Counter = field(default_factory=Counter)  # answered images by how many users shared their slot
 
 
 def test_image(source: Path, size: str) -> bytes:
@@ -90,6 +93,8 @@ async def run_user(target: str, user: str, image: bytes, in_flight: int, stop_at
             async for result in call:
                 stats.latencies_s.append(time.perf_counter() - sent_at.pop(result.request_id))
                 stats.statuses[status_code(result).name] += 1
+                if result.slot_users:
+                    stats.slot_users[result.slot_users] += 1
                 if time.perf_counter() < stop_at:
                     submit()
                 elif not sent_at:
@@ -121,6 +126,9 @@ async def load_run(target: str, users: int, duration_s: float, image: bytes, opt
         "throughput": round(statuses.get("OK", 0) / wall, 3), "statuses": dict(statuses),
         **{f"p{q}_ms": round(1000 * percentile(everyone, q / 100), 1) for q in (50, 95, 99)},
     }
+    occupancy = sum((s.slot_users for s in stats), Counter())
+    if occupancy:  # slot-sharing channel kinds (mu_mimo): images by users in their slot
+        report["slot_users"] = dict(sorted(occupancy.items()))
     if flood > 1:
         steady = [x for s in stats[1:] for x in s.latencies_s]
         report["flooder_p95_ms"] = round(1000 * percentile(stats[0].latencies_s, 0.95), 1)
@@ -145,10 +153,12 @@ def free_ports() -> dict[str, str]:
 
 def run_load(args) -> int:
     image = test_image(args.image, args.size)
-    options = SendOptions(channel=args.channel, snr_db=args.snr, mode=args.mode, seed=0)
+    fields = channel_fields(args, CHANNEL_FLAGS_LEFT_OUT) | ({"users": args.slot_users} if args.slot_users else {})
+    options = SendOptions(channel=args.channel, snr_db=args.snr, mode=args.mode, seed=0, channel_fields=fields)
+    window = {} if args.slot_window is None else {"SEMCOM_CHANNEL_SLOT_WINDOW_MS": str(args.slot_window)}
     reports = []
     for scheduler in args.schedulers:
-        env = {**free_ports(), **SCHEDULERS[scheduler]}
+        env = {**free_ports(), **SCHEDULERS[scheduler], **window}
         config = load_config(**{k[len("SEMCOM_"):].lower(): int(v) for k, v in env.items() if k.endswith("PORT")})
         with ServiceProcesses(config, env=env, echo=args.verbose) as services:
             services.wait_healthy()
@@ -162,6 +172,7 @@ def run_load(args) -> int:
                       f"{scheduler:>10} U={users:<3} {report['throughput']:7.2f} img/s  p50 {report['p50_ms']:8.1f}  "
                       f"p95 {report['p95_ms']:8.1f}  p99 {report['p99_ms']:8.1f} ms  sent {report['sent']} "
                       f"answered {report['answered']} {report['statuses']}"
+                      + (f"  slot users {report['slot_users']}" if "slot_users" in report else "")
                       + (f"  flooder p95 {report['flooder_p95_ms']:.1f} ms; others p50 {report['others_p50_ms']:.1f}"
                          f"  p95 {report['others_p95_ms']:.1f}  p99 {report['others_p99_ms']:.1f} ms"
                          if "others_p95_ms" in report else ""), flush=True)
@@ -193,6 +204,12 @@ def add_parser(sub) -> None:
     load.add_argument("--size", default="256", help="centre crop side in pixels, or 'full' (default 256)")
     load.add_argument("--channel", default="awgn")
     load.add_argument("--snr", type=float, default=10.0)
+    add_channel_options(load, exclude=CHANNEL_FLAGS_LEFT_OUT)
+    load.add_argument("--slot-users", type=int, default=0, metavar="K",
+                      help="mu_mimo: users sharing a slot (the channel's --users; 0: the service's default, alone)")
+    load.add_argument("--slot-window", type=float, default=None, metavar="MS",
+                      help="how long the channel emulator holds a slot open for its users, ms "
+                           "(default SEMCOM_CHANNEL_SLOT_WINDOW_MS or 5)")
     load.add_argument("--schedulers", nargs="+", choices=list(SCHEDULERS), default=list(SCHEDULERS))
     load.add_argument("--flood", type=int, default=0, help="user0 keeps this many requests in flight (fairness run)")
     load.add_argument("--out", type=Path, help="write the reports as JSON here")

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from collections.abc import Iterable
 
+from shared.api.semcom.v1 import semcom_pb2 as pb
 from shared.channel import ChannelSpec, channel_kinds, channel_options
 from shared.channel.spec import KINDS
 
@@ -48,20 +49,48 @@ def add_channel_options(parser: argparse.ArgumentParser, defaults: ChannelSpec |
             values = tuple(getattr(defaults, f) for f in option.fields)
             note = f"default {_shown(values)}"
         kind = {float: real, int: integer}.get(option.kind, option.kind)
-        parser.add_argument(option.flag, type=kind, nargs=len(option.fields) if len(option.fields) > 1 else None,
-                            default=values if len(values) > 1 else values[0], choices=option.choices,
+        several = len(option.fields) > 1
+        parser.add_argument(option.flag, type=kind, nargs="+" if several or option.many else None,
+                            action=_AtMost(len(option.fields)) if several else "store",
+                            default=values if several else values[0], choices=option.choices,
                             metavar=option.metavar, help=f"{option.help}; {', '.join(users)} ({note})")
 
 
-def channel_fields(args: argparse.Namespace) -> dict:
-    """The :class:`~shared.channel.ChannelSpec` fields the parsed channel flags set."""
+def _AtMost(count: int) -> type[argparse.Action]:
+    """An argparse action storing one to ``count`` values."""
+
+    class AtMost(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if len(values) > count:
+                parser.error(f"{option_string} takes at most {count} values, got {len(values)}")
+            setattr(namespace, self.dest, values)
+
+    return AtMost
+
+
+def off_the_wire_flags() -> tuple[str, ...]:
+    """The channel flags whose fields the API's ``ChannelSpec`` does not carry (``mu_mimo``'s
+    ``--user-gains``: in the services each user's Es/N0 is its own ``--snr``); in-process commands only."""
+    carried = set(pb.ChannelSpec.DESCRIPTOR.fields_by_name)
+    return tuple(option.flag for option in channel_options().values() if not set(option.fields) <= carried)
+
+
+def channel_fields(args: argparse.Namespace, exclude: Iterable[str] = ()) -> dict:
+    """The :class:`~shared.channel.ChannelSpec` fields the parsed channel flags set (``exclude``: the
+    flags :func:`add_channel_options` left out, whose names the command may use otherwise)."""
     fields = {}
+    excluded = set(exclude)
     for option in channel_options().values():
+        if option.flag in excluded:
+            continue
         value = getattr(args, _dest(option.flag), None)
         if value is None:
             continue
+        if option.many:
+            fields[option.fields[0]] = tuple(value)
+            continue
         values = tuple(value) if len(option.fields) > 1 else (value,)
-        fields.update(zip(option.fields, values))
+        fields.update(zip(option.fields[len(option.fields) - len(values):], values))  # fewer values: the last fields
     return fields
 
 

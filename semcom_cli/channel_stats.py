@@ -17,9 +17,11 @@ from shared.channel import ChannelSpec
 from . import argtypes
 from .channel_args import add_channel_options, spec_from_args
 
-# The same as shared.channel.diagnostics.KINDS and MODULATIONS (checked by tests), spelled out here
-# so that registering the command does not import the diagnostics (Sionna, matplotlib).
-KIND_NAMES = ("awgn", "rayleigh", "rician", "mimo", "tdl")
+# The same as shared.channel.diagnostics.KINDS + multiuser_stats.KINDS and MODULATIONS (checked by
+# tests), spelled out here so that registering the command does not import the diagnostics (Sionna,
+# matplotlib).
+KIND_NAMES = ("awgn", "rayleigh", "rician", "mimo", "tdl", "mu_mimo")
+MULTIUSER_KIND_NAMES = ("mu_mimo",)
 MODULATION_NAMES = ("qpsk", "16qam")
 
 DESCRIPTION = """\
@@ -36,12 +38,17 @@ mean, variance and deep fades are shown); open_loop after ZF detection (Nr >= Nt
 Gamma(Nr - Nt + 1, 1)), or LMMSE detection divided by its gain when Nr < Nt (no theory).
 tdl (3GPP TDL over OFDM, sent as one-slot links): ZF per resource element, against Rayleigh
 theory for the profiles A, B, C and Rician theory with the profile's K for D, E.
+mu_mimo (K single-antenna users in one slot, Nr receive antennas, i.i.d. Rayleigh blocks): each
+user's BER after ZF, MMSE and MMSE-SIC detection (estimates divided by their gain; SIC cancels
+hard decisions, strongest post-detection SINR first), beside the ZF theory (post-ZF gain
+Gamma(Nr - K + 1, 1) at the user's Es/N0 + gain); no constellation plot.
 
 example:
   semcom channel-stats --channel rayleigh --snr 10
   semcom channel-stats --channel rician --k-factor 3 --coherence 1 --snr 15 --modulation 16qam --json
   semcom channel-stats --channel mimo --antennas 2 4 --mimo-scheme open_loop --snr 5
-  semcom channel-stats --channel tdl --tdl-model D --delay-spread 100 --speed 30 --snr 10"""
+  semcom channel-stats --channel tdl --tdl-model D --delay-spread 100 --speed 30 --snr 10
+  semcom channel-stats --channel mu_mimo --users 3 --antennas 3 --snr 10 --modulation qpsk"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -51,8 +58,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--channel", required=True, choices=KIND_NAMES, metavar="KIND",
                         help=f"channel kind: {', '.join(KIND_NAMES)}")
     parser.add_argument("--snr", type=argtypes.finite, required=True, metavar="DB", help="Es/N0 per complex symbol in dB")
-    add_channel_options(parser, ChannelSpec(), exclude=("--csi", "--pilots"), real=argtypes.finite,
-                        integer=argtypes.count)
+    add_channel_options(parser, ChannelSpec(), exclude=("--csi", "--pilots", "--multiuser-detector"),
+                        real=argtypes.finite, integer=argtypes.count)
     parser.add_argument("--symbols", type=argtypes.count, default=1_000_000, metavar="N",
                         help="symbols per modulation (default 1e6)")
     parser.add_argument("--modulation", nargs="+", choices=MODULATION_NAMES, default=list(MODULATION_NAMES),
@@ -111,6 +118,26 @@ def format_stats(stats) -> str:
     return "\n".join(lines)
 
 
+DETECTOR_LABELS = {"zf": "ZF", "mmse": "MMSE", "mmse_sic": "MMSE-SIC"}
+
+
+def format_multiuser_stats(stats) -> str:
+    """A per-user measured-vs-theory table of a :class:`shared.channel.multiuser_stats.MultiUserStats`."""
+    lines = [f"mu_mimo {stats.users} users x {stats.rx_antennas} antennas, Es/N0 {stats.snr_db:g} dB per user, "
+             f"coherence {stats.coherence_symbols} channel uses; {stats.symbols:,} symbols per user and "
+             f"modulation, seed {stats.seed}"]
+    detectors = list(stats.ber)
+    header = f"{'':<24}" + "".join(f" {DETECTOR_LABELS[d]:>10}" for d in detectors)
+    lines.append(header + (f" {'ZF theory':>10}" if "zf" in detectors else ""))
+    for name in next(iter(stats.ber.values())):
+        for user, gain in enumerate(stats.user_gains_db):
+            row = [stats.ber[d][name][user].ber for d in detectors]
+            theory = f" {row[0].theory:>10.3e}" if "zf" in detectors else ""
+            lines.append(f"{f'BER {name} user {user} ({gain:+g} dB)':<24}"
+                         + "".join(f" {b.measured:>10.3e}" for b in row) + theory)
+    return "\n".join(lines)
+
+
 def run_channel_stats(args) -> int:
     from shared.channel.diagnostics import plot_constellations, simulate, summarize
 
@@ -119,6 +146,12 @@ def run_channel_stats(args) -> int:
     except ValueError as exc:
         print(f"semcom channel-stats: {exc}", file=sys.stderr)
         return 2
+    if args.channel in MULTIUSER_KIND_NAMES:
+        from shared.channel.multiuser_stats import simulate_multiuser
+
+        stats = simulate_multiuser(spec, args.symbols, tuple(dict.fromkeys(args.modulation)))
+        print(json.dumps(stats.to_dict(), indent=2) if args.json else format_multiuser_stats(stats))
+        return 0
     sim = simulate(spec, args.symbols, tuple(dict.fromkeys(args.modulation)))
     stats = summarize(sim)
     plot = plot_constellations(sim, args.plot or Path(f"channel_stats_{args.channel}_{args.snr:g}dB.png"))

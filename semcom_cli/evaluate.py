@@ -565,7 +565,8 @@ def add_parser(sub) -> None:
                              "and add the system adaptive+adapter (needs adaptive in --systems)")
     parser.add_argument("--adapt-steps", type=int, default=200, help="optimizer steps of --adapt (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the channel draws (default 0)")
-    add_channel_options(parser, ChannelSpec(k_factor=1.0), real=argtypes.finite)
+    # every image is sent alone (mu_mimo: one user per slot, K = 1); benchmarks/multi_user.py shares slots
+    add_channel_options(parser, ChannelSpec(k_factor=1.0), exclude=("--users", "--user-gains"), real=argtypes.finite)
     parser.add_argument("--weights", default=str(BASELINE_WEIGHTS), help="fixed-rate DeepJSCC weights")
     parser.add_argument("--adaptive-weights", default=str(RATE_ADAPTIVE_WEIGHTS), help="rate-adaptive codec weights")
     parser.add_argument("--vae-weights", nargs="+", default=[str(p) for p in VAE_UPSAMPLER_WEIGHTS], metavar="FILE",

@@ -36,7 +36,7 @@ from shared.imageio import load_image_file
 from shared.perceptual import PERCEPTUAL_METRICS, PerceptualScorer, load_perceptual
 
 from . import adapt, argtypes, bench, channel_stats, evaluate
-from .channel_args import add_channel_options, add_kind_option, channel_fields
+from .channel_args import add_channel_options, add_kind_option, channel_fields, off_the_wire_flags
 from . import health as health_cli
 from .client import SendOptions, expand_images, is_ok, stream_requests
 from .launcher import ServiceProcesses
@@ -143,7 +143,7 @@ def add_send_options(parser: argparse.ArgumentParser) -> None:
     add_kind_option(parser)
     parser.add_argument("--cbr", type=argtypes.cbr, default=1 / 24, help="channel bandwidth ratio, e.g. 1/24 or 1/48 (default 1/24)")
     parser.add_argument("--mode", default="jscc", help=f"decoder mode: {mode_help()}")
-    add_channel_options(parser)
+    add_channel_options(parser, exclude=off_the_wire_flags())
     parser.add_argument("--seed", type=int, help="seed of the channel draws (default: fresh randomness)")
     parser.add_argument("--user", default="cli", help="user id sent with each request")
     parser.add_argument("--use-adapter", action="store_true",

@@ -107,6 +107,9 @@ class ServiceSettings:
     # Per-user admission: requests one user may have in each service's queue and workers at once
     # (0: no quota); beyond it that user is answered RESOURCE_EXHAUSTED, the others are admitted.
     user_quota: int = 64
+    # Channel kinds whose users share slots (mu_mimo): how long a slot's first frame waits for the
+    # frames of other users (up to the slot's K) before it is sent with those that came.
+    channel_slot_window_ms: float = 5.0
     # Logging.
     log_level: str = "INFO"
 

@@ -129,6 +129,20 @@ def test_bench_load_loses_nothing(tiny_weights, tmp_path, capsys, monkeypatch):
     assert "MU-GSC / sequential throughput" in capsys.readouterr().out
 
 
+def test_bench_load_shares_mu_mimo_slots(tiny_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMCOM_WEIGHTS", str(tiny_weights))
+    monkeypatch.setenv("SEMCOM_DEVICE", "cpu")
+    (tmp_path / "src.png").write_bytes(image_bytes(96, 128))
+    out = tmp_path / "load.json"
+    code = main(["bench", "load", "--users", "3", "--duration", "1.5", "--size", "64", "--image", str(tmp_path / "src.png"),
+                 "--channel", "mu_mimo", "--slot-users", "3", "--antennas", "3", "--slot-window", "500",
+                 "--schedulers", "mugsc", "--out", str(out)])
+    assert code == 0
+    (report,) = json.loads(out.read_text())
+    assert report["sent"] == report["answered"] == report["statuses"]["OK"] > 0
+    assert sum(report["slot_users"].values()) == report["answered"] and max(map(int, report["slot_users"])) > 1
+
+
 def test_demo_sends_the_shipped_samples(tiny_weights, tmp_path, monkeypatch, capsys):
     """`semcom demo` without --images: the photos in samples/ through the three services (a fresh clone's first run)."""
     from shared.config import SAMPLE_IMAGES

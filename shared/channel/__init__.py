@@ -2,7 +2,7 @@
 and the receiver's equalizers; see :mod:`.models` for the SNR convention. Importing the package
 registers the shipped kinds."""
 
-from . import awgn, rayleigh, rician, mimo, tdl  # noqa: F401  # isort: skip  (each registers its kind, in this order)
+from . import awgn, rayleigh, rician, mimo, tdl, mu_mimo  # noqa: F401  # isort: skip  (each registers its kind, in this order)
 from .base import ChannelKind, ChannelOption, Transmission, channel_options, register_channel_kind
 from .equalizers import EQUALIZERS, EqualizedSymbols, mmse_equalize, per_symbol_gains, zf_equalize
 from .flat import apply_channel

@@ -53,7 +53,9 @@ class Transmission:
 @dataclass(frozen=True)
 class ChannelOption:
     """A user-facing parameter of a channel kind: the CLI flag and the :class:`~.spec.ChannelSpec`
-    field(s) it sets (two fields: the flag takes two values), with its help and choices."""
+    field(s) it sets, with its help and choices. A flag of several fields takes one value per
+    field or fewer, which set the last fields (``--antennas NT NR`` or ``--antennas NR``); a
+    ``many`` flag takes one value or more, the tuple of its one field."""
 
     flag: str
     fields: tuple[str, ...]
@@ -61,6 +63,7 @@ class ChannelOption:
     help: str
     choices: tuple | None = None
     metavar: str | tuple[str, ...] | None = None
+    many: bool = False
 
 
 class ChannelKind:
@@ -80,6 +83,9 @@ class ChannelKind:
     for MIMO, TDL, fast fading or pilot CSI)."""
     block_fading: ClassVar[bool] = True
     """Whether ``coherence_symbols`` is one of its parameters (validated >= 1)."""
+    shares_slots: ClassVar[bool] = False
+    """Whether frames of different users share its channel uses: the channel emulator then groups
+    them into slots of ``spec.users`` and sends each slot with :meth:`transmit_slot`."""
 
     def validate(self, spec: ChannelSpec) -> None:
         """``ValueError`` for a bad parameter of this kind."""
@@ -89,6 +95,12 @@ class ChannelKind:
     def transmit(self, symbols: torch.Tensor, spec: ChannelSpec, generator: torch.Generator | None) -> Transmission:
         """Send (B, n) complex symbols of unit mean energy; differentiable in ``symbols``."""
         raise NotImplementedError
+
+    def transmit_slot(self, frames: list[torch.Tensor], spec: ChannelSpec,
+                      generator: torch.Generator | None) -> list[Transmission]:
+        """Send the (n_k,) complex symbols of the users of one slot (a :attr:`shares_slots` kind):
+        one :class:`Transmission` per user, each decoded on its own by :meth:`receive`."""
+        raise NotImplementedError(f"channel kind {self.name!r} sends every frame alone")
 
     def receive(self, transmission: Transmission, spec: ChannelSpec) -> EqualizedSymbols:
         """MMSE equalization with the gains the transmission carries (SISO, perfect CSI)."""

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import ChannelKind, ChannelOption, Transmission, register_channel_kind
+from .detection import linear_detect
 from .equalizers import EQUALIZERS, EqualizedSymbols
 from .flat import COHERENCE
 from .models import complex_normal, noise_variance
@@ -58,6 +59,10 @@ from ..phy.symbols import pack_complex, unpack_complex
 MIMO_SCHEMES = ("svd", "open_loop")
 MAX_ANTENNAS = 64
 """Antennas at either end at most (channel matrices of Nr x Nt per block are allocated before sending)."""
+
+ANTENNAS = ChannelOption("--antennas", ("tx_antennas", "rx_antennas"), int,
+                         "transmit and receive antennas NT NR (mu_mimo: NR only, single-antenna users)",
+                         metavar="N")
 
 
 @dataclass(frozen=True)
@@ -247,29 +252,9 @@ def mimo_receive(output: MimoChannelOutput, equalizer: str = "mmse") -> Equalize
         eq = EQUALIZERS[equalizer](r, gains, n0)
         symbols, gain, var = eq.symbols, eq.effective_gain, eq.effective_noise_variance
     else:
-        symbols, gain, var = _linear_detect(y, state.channel, n0 if equalizer == "mmse" else 0.0, n0)
+        symbols, gain, var = linear_detect(y, state.channel, n0 if equalizer == "mmse" else 0.0, n0)
         gain, var = (t[:, :, None, :].expand(symbols.shape) for t in (gain, var))
     return EqualizedSymbols(*(t.reshape(batch, -1)[:, :n] for t in (symbols, gain, var)))
-
-
-def _linear_detect(y: torch.Tensor, h: torch.Tensor, regularization: float, n0: float):
-    """``W = (H^H H + regularization I)^-1 H^H`` applied to (B, n_blocks, C, Nr) ``y``.
-
-    Returns (B, n_blocks, C, Nt) estimates and (B, n_blocks, Nt) gains ``(W H)_ii`` and
-    noise-plus-interference variances.
-    """
-    n_tx = h.shape[-1]
-    if regularization == 0.0 and h.shape[-2] < n_tx:
-        raise ValueError(f"zero-forcing needs n_rx >= n_tx, got {h.shape[-2]} x {n_tx}")
-    hh = h.conj().transpose(-1, -2)
-    eye = torch.eye(n_tx, dtype=h.dtype, device=h.device)
-    w = torch.linalg.solve(hh @ h + regularization * eye, hh)  # (B, n_blocks, Nt, Nr)
-    g = w @ h
-    power = g.real**2 + g.imag**2
-    gain_power = torch.diagonal(power, dim1=-2, dim2=-1)
-    interference = power.sum(-1) - gain_power
-    noise = n0 * (w.real**2 + w.imag**2).sum(-1)
-    return y @ w.transpose(-1, -2), torch.diagonal(g, dim1=-2, dim2=-1).real, interference + noise
 
 
 def mimo_spec(spec: ChannelSpec) -> MimoSpec:
@@ -289,8 +274,7 @@ class MIMO(ChannelKind):
     Inputs: (B, n) complex64 symbols. Outputs: (B, ceil(n / Ns), Nr) received and the
     :class:`MimoState`; the receiver's (B, n) equalized symbols in the original order."""
 
-    options = (ChannelOption("--antennas", ("tx_antennas", "rx_antennas"), int,
-                             "MIMO transmit and receive antennas", metavar=("NT", "NR")),
+    options = (ANTENNAS,
                ChannelOption("--mimo-scheme", ("mimo_scheme",), str,
                              "svd: precoding with CSI at the transmitter; open_loop: no precoding, LMMSE receiver", choices=MIMO_SCHEMES),
                COHERENCE)

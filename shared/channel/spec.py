@@ -35,6 +35,12 @@ class ChannelSpec:
         tdl_model, delay_spread_ns, speed_mps: 3GPP TDL profile ('A'..'E'), RMS delay
             spread (ns) and terminal speed (m/s) of the frequency-selective ``tdl`` kind,
             simulated over OFDM with Sionna PHY; see :mod:`.tdl`.
+        users: ``mu_mimo`` users K per slot (single antenna each; ``rx_antennas`` is Nr): the
+            batch rows ``i K .. i K + K - 1`` share slot ``i``; in the services, a request's
+            frame shares a slot with those of up to K - 1 other users; see :mod:`.mu_mimo`.
+        user_gains_db: ``mu_mimo`` large-scale gain of each user of a slot, dB (one per user, or
+            empty: 0 dB for all); user k's mean Es/N0 is ``snr_db + user_gains_db[k]``.
+        multiuser_detector: ``mu_mimo`` receiver, ``zf`` or ``mmse`` (:mod:`.detection`).
     """
 
     kind: str = "awgn"
@@ -50,6 +56,9 @@ class ChannelSpec:
     tdl_model: str = "A"
     delay_spread_ns: float = 300.0
     speed_mps: float = 3.0
+    users: int = 1
+    user_gains_db: tuple[float, ...] = ()
+    multiuser_detector: str = "mmse"
 
     def validate(self) -> None:
         """Raise ``ValueError`` (``NotImplementedError`` for an option the kind does not serve)

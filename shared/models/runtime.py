@@ -7,7 +7,7 @@ replaces them in place and runs each once on its example, so the first request p
 compilation. The ONNX form has batch, height and width dynamic (one export serves every image
 size and batch) and runs only where no gradient is wanted: with
 gradients on (training, PGD, latent adaptation) the eager network runs, so every path keeps
-working. Measured on this 2-core CPU (BENCHMARKS.md section 19): ONNX Runtime takes the analysis
+working. Measured on this 2-core CPU (BENCHMARKS.md section 20): ONNX Runtime takes the analysis
 and synthesis of the default codec at Kodak size in about 0.6 of eager PyTorch's time.
 """
 

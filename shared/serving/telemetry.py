@@ -29,6 +29,8 @@ QUEUE_DEPTH = Gauge("semcom_queue_depth", "Jobs waiting for a worker", ["service
 BATCH_SIZE = Histogram("semcom_batch_size", "Images decoded together in one network pass", ["service"],
                        buckets=(1, 2, 4, 8, 16, 32, 64))
 BUSY_WORKERS = Gauge("semcom_busy_workers", "Workers computing now (utilisation = busy / workers)", ["service"])
+SLOT_USERS = Histogram("semcom_slot_users", "Frames of different users superposed in one slot (mu_mimo)", ["service"],
+                       buckets=(1, 2, 3, 4, 6, 8, 16))
 WORKERS = Gauge("semcom_workers", "Workers in the pool", ["service"])
 DROPS = Counter("semcom_dropped_total", "Requests answered without compute, by reason", ["service", "reason"])
 LABELLED_USERS = 64

@@ -41,6 +41,8 @@ def channel_spec(message: pb.ChannelSpec, config: SemcomConfig) -> ChannelSpec:
         tdl_model=(message.tdl_model or defaults.tdl_model).strip().upper(),
         delay_spread_ns=message.delay_spread_ns or defaults.delay_spread_ns,
         speed_mps=message.speed_mps,
+        users=message.users or defaults.users,
+        multiuser_detector=(message.multiuser_detector or defaults.multiuser_detector).strip().lower(),
     )
     spec.validate()
     return spec

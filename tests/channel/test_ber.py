@@ -27,7 +27,7 @@ from scipy import integrate
 
 from scipy import stats as scipy_stats
 
-from semcom_cli.channel_stats import KIND_NAMES, MODULATION_NAMES, add_parser
+from semcom_cli.channel_stats import KIND_NAMES, MODULATION_NAMES, MULTIUSER_KIND_NAMES, add_parser
 from shared.channel import ChannelSpec, apply_channel, channel_kinds, make_generator, noise_variance
 from shared.channel.diagnostics import (
     KINDS,
@@ -46,6 +46,7 @@ from shared.channel.diagnostics import (
     tdl_k_factor,
     wishart_eigenvalue_pdf,
 )
+from shared.channel.multiuser_stats import KINDS as MULTIUSER_KINDS
 from shared.channel.mimo import MIMO_SCHEMES
 from shared.channel.flat import rician_gains
 from shared.channel.tdl import TDL_MODELS, TDLConfig
@@ -381,7 +382,8 @@ def cli():
 
 
 def test_cli_choices_are_the_library_ones():
-    assert KIND_NAMES == KINDS == channel_kinds() and MODULATION_NAMES == tuple(MODULATIONS)
+    assert KIND_NAMES == KINDS + MULTIUSER_KINDS == channel_kinds() and MODULATION_NAMES == tuple(MODULATIONS)
+    assert MULTIUSER_KIND_NAMES == MULTIUSER_KINDS
 
 
 def test_cli_json_and_plot(cli, tmp_path, capsys):
@@ -410,6 +412,22 @@ def test_cli_json_mimo(cli, tmp_path, capsys):
     assert set(record["fading"]) == {f"{name}_{what}" for name in ("eigenvalue", "zf_gain")
                                      for what in ("mean", "variance", "deep_fade_fraction")}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_mu_mimo_per_user_table_and_json(cli, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ("--channel", "mu_mimo", "--users", "2", "--antennas", "3", "--user-gains", "0", "-3", "--snr", "10",
+            "--symbols", "3000", "--modulation", "qpsk")
+    assert cli(*argv) == 0
+    out = capsys.readouterr().out
+    assert "mu_mimo 2 users x 3 antennas" in out and "MMSE-SIC" in out and "ZF theory" in out
+    assert "BER qpsk user 1 (-3 dB)" in out and not list(tmp_path.iterdir())  # no plot
+    assert cli(*argv, "--json") == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["users"], record["rx_antennas"], record["user_gains_db"]) == (2, 3, [0.0, -3.0])
+    assert set(record["ber"]) == {"zf", "mmse", "mmse_sic"}
+    zf = record["ber"]["zf"]["qpsk"]
+    assert [r["ber"]["theory"] for r in zf] == pytest.approx([ber_gamma("qpsk", 10.0, 2), ber_gamma("qpsk", 7.0, 2)])
 
 
 def test_cli_json_tdl(cli, tmp_path, capsys):
@@ -452,7 +470,7 @@ def test_cli_rejects_bad_input(cli, capsys):
     for argv in (["--channel", "awgn", "--snr", "inf"], ["--channel", "awgn", "--snr", "3", "--symbols", "0"],
                  ["--channel", "cdl", "--snr", "3"], ["--channel", "tdl", "--tdl-model", "F", "--snr", "3"],
                  ["--channel", "mimo", "--antennas", "0", "2", "--snr", "3"],
-                 ["--channel", "mimo", "--antennas", "2", "--snr", "3"],
+                 ["--channel", "mimo", "--antennas", "2", "2", "2", "--snr", "3"],
                  ["--channel", "mimo", "--mimo-scheme", "ml", "--snr", "3"]):
         with pytest.raises(SystemExit):
             cli(*argv)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChannelSpec(_message.Message):
-    __slots__ = ("kind", "snr_db", "k_factor", "tx_antennas", "rx_antennas", "coherence_symbols", "seed", "mimo_scheme", "csi", "pilots", "tdl_model", "delay_spread_ns", "speed_mps")
+    __slots__ = ("kind", "snr_db", "k_factor", "tx_antennas", "rx_antennas", "coherence_symbols", "seed", "mimo_scheme", "csi", "pilots", "tdl_model", "delay_spread_ns", "speed_mps", "users", "multiuser_detector")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     K_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,8 @@ class ChannelSpec(_message.Message):
     TDL_MODEL_FIELD_NUMBER: _ClassVar[int]
     DELAY_SPREAD_NS_FIELD_NUMBER: _ClassVar[int]
     SPEED_MPS_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    MULTIUSER_DETECTOR_FIELD_NUMBER: _ClassVar[int]
     kind: str
     snr_db: float
     k_factor: float
@@ -34,7 +36,9 @@ class ChannelSpec(_message.Message):
     tdl_model: str
     delay_spread_ns: float
     speed_mps: float
-    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ..., mimo_scheme: _Optional[str] = ..., csi: _Optional[str] = ..., pilots: _Optional[int] = ..., tdl_model: _Optional[str] = ..., delay_spread_ns: _Optional[float] = ..., speed_mps: _Optional[float] = ...) -> None: ...
+    users: int
+    multiuser_detector: str
+    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ..., mimo_scheme: _Optional[str] = ..., csi: _Optional[str] = ..., pilots: _Optional[int] = ..., tdl_model: _Optional[str] = ..., delay_spread_ns: _Optional[float] = ..., speed_mps: _Optional[float] = ..., users: _Optional[int] = ..., multiuser_detector: _Optional[str] = ...) -> None: ...
 
 class ImageRequest(_message.Message):
     __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode", "deadline_ms", "use_adapter")
@@ -106,7 +110,7 @@ class SymbolFrame(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., mode: _Optional[str] = ..., model: _Optional[str] = ..., symbols: _Optional[bytes] = ..., num_symbols: _Optional[int] = ..., token_lengths: _Optional[_Iterable[int]] = ..., power_scale: _Optional[float] = ..., grid_height: _Optional[int] = ..., grid_width: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., deadline_unix_ms: _Optional[float] = ..., side_channel_symbols: _Optional[int] = ..., adapter_version: _Optional[int] = ...) -> None: ...
 
 class ChannelState(_message.Message):
-    __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks", "channel_uses", "received_pilots", "pilots_per_block", "tx_antennas", "rx_antennas", "channel_matrices", "combiners", "singular_values", "feedback_bits")
+    __slots__ = ("kind", "snr_db", "noise_variance", "coherence_symbols", "block_gains", "num_blocks", "channel_uses", "received_pilots", "pilots_per_block", "tx_antennas", "rx_antennas", "channel_matrices", "combiners", "singular_values", "feedback_bits", "slot_request_ids", "slot_user")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SNR_DB_FIELD_NUMBER: _ClassVar[int]
     NOISE_VARIANCE_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +126,8 @@ class ChannelState(_message.Message):
     COMBINERS_FIELD_NUMBER: _ClassVar[int]
     SINGULAR_VALUES_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_BITS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_USER_FIELD_NUMBER: _ClassVar[int]
     kind: str
     snr_db: float
     noise_variance: float
@@ -137,7 +143,9 @@ class ChannelState(_message.Message):
     combiners: bytes
     singular_values: bytes
     feedback_bits: int
-    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., noise_variance: _Optional[float] = ..., coherence_symbols: _Optional[int] = ..., block_gains: _Optional[bytes] = ..., num_blocks: _Optional[int] = ..., channel_uses: _Optional[int] = ..., received_pilots: _Optional[bytes] = ..., pilots_per_block: _Optional[int] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., channel_matrices: _Optional[bytes] = ..., combiners: _Optional[bytes] = ..., singular_values: _Optional[bytes] = ..., feedback_bits: _Optional[int] = ...) -> None: ...
+    slot_request_ids: _containers.RepeatedScalarFieldContainer[str]
+    slot_user: int
+    def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., noise_variance: _Optional[float] = ..., coherence_symbols: _Optional[int] = ..., block_gains: _Optional[bytes] = ..., num_blocks: _Optional[int] = ..., channel_uses: _Optional[int] = ..., received_pilots: _Optional[bytes] = ..., pilots_per_block: _Optional[int] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., channel_matrices: _Optional[bytes] = ..., combiners: _Optional[bytes] = ..., singular_values: _Optional[bytes] = ..., feedback_bits: _Optional[int] = ..., slot_request_ids: _Optional[_Iterable[str]] = ..., slot_user: _Optional[int] = ...) -> None: ...
 
 class ReceivedFrame(_message.Message):
     __slots__ = ("frame", "state")
@@ -164,7 +172,7 @@ class Quality(_message.Message):
     def __init__(self, psnr_db: _Optional[float] = ..., ms_ssim: _Optional[float] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("request_id", "user_id", "status", "image", "width", "height", "target_cbr", "achieved_cbr", "num_symbols", "side_information_bytes", "mode", "nfe", "channel", "quality", "latency_ms", "batch_size", "channel_uses", "feedback_bits")
+    __slots__ = ("request_id", "user_id", "status", "image", "width", "height", "target_cbr", "achieved_cbr", "num_symbols", "side_information_bytes", "mode", "nfe", "channel", "quality", "latency_ms", "batch_size", "channel_uses", "feedback_bits", "slot_users")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +198,7 @@ class ImageResult(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_USES_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_BITS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_USERS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     status: Status
@@ -208,7 +217,8 @@ class ImageResult(_message.Message):
     batch_size: int
     channel_uses: int
     feedback_bits: int
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., batch_size: _Optional[int] = ..., channel_uses: _Optional[int] = ..., feedback_bits: _Optional[int] = ...) -> None: ...
+    slot_users: int
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., image: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., target_cbr: _Optional[float] = ..., achieved_cbr: _Optional[float] = ..., num_symbols: _Optional[int] = ..., side_information_bytes: _Optional[int] = ..., mode: _Optional[str] = ..., nfe: _Optional[int] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., batch_size: _Optional[int] = ..., channel_uses: _Optional[int] = ..., feedback_bits: _Optional[int] = ..., slot_users: _Optional[int] = ...) -> None: ...
 
 class AdaptRequest(_message.Message):
     __slots__ = ("user_id", "images", "snr_min_db", "snr_max_db", "steps")
