@@ -154,7 +154,8 @@ def free_ports() -> dict[str, str]:
 def run_load(args) -> int:
     image = test_image(args.image, args.size)
     fields = channel_fields(args, CHANNEL_FLAGS_LEFT_OUT) | ({"users": args.slot_users} if args.slot_users else {})
-    options = SendOptions(channel=args.channel, snr_db=args.snr, mode=args.mode, seed=0, channel_fields=fields)
+    options = SendOptions(channel=args.channel, snr_db=args.snr, mode=args.mode, seed=0, channel_fields=fields,
+                          quality=args.quality)
     window = {} if args.slot_window is None else {"SEMCOM_CHANNEL_SLOT_WINDOW_MS": str(args.slot_window)}
     reports = []
     for scheduler in args.schedulers:
@@ -211,6 +212,8 @@ def add_parser(sub) -> None:
                       help="how long the channel emulator holds a slot open for its users, ms "
                            "(default SEMCOM_CHANNEL_SLOT_WINDOW_MS or 5)")
     load.add_argument("--schedulers", nargs="+", choices=list(SCHEDULERS), default=list(SCHEDULERS))
+    load.add_argument("--quality", action="store_true",
+                      help="also compute PSNR/MS-SSIM of every result (off by default: work a load test does not need)")
     load.add_argument("--flood", type=int, default=0, help="user0 keeps this many requests in flight (fairness run)")
     load.add_argument("--out", type=Path, help="write the reports as JSON here")
     load.add_argument("--json", action="store_true", help="one JSON object per run")

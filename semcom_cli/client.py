@@ -32,13 +32,15 @@ class SendOptions:
     """The kind's other ``ChannelSpec`` fields (``k_factor``, ``tx_antennas``, ...; the CLI's
     :func:`~semcom_cli.channel_args.channel_fields`); absent or zero ones take the service's defaults."""
     use_adapter: bool = False  # decode through the user's latent adapter (semcom adapt)
+    quality: bool = True  # PSNR/MS-SSIM in the results (off: the transmitter skips that work)
 
     def request(self, request_id: str, image: bytes) -> pb.ImageRequest:
         spec = pb.ChannelSpec(kind=self.channel, snr_db=self.snr_db, **self.channel_fields)
         if self.seed is not None:
             spec.seed = self.seed
         return pb.ImageRequest(request_id=request_id, user_id=self.user_id, image=image, channel=spec,
-                               target_cbr=self.cbr, mode=self.mode, use_adapter=self.use_adapter)
+                               target_cbr=self.cbr, mode=self.mode, use_adapter=self.use_adapter,
+                               skip_quality=not self.quality)
 
 
 def expand_images(paths: Iterable[str]) -> list[Path]:

@@ -48,6 +48,7 @@ class SentImage:
 
     image: torch.Tensor  # (3, H, W) in [0, 1]
     started: float  # time.perf_counter() at arrival
+    scored: bool = True  # PSNR/MS-SSIM wanted in the result (the request's skip_quality off)
 
 
 def decode_input(data: bytes, config: SemcomConfig) -> torch.Tensor:
@@ -135,7 +136,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         frame.deadline_unix_ms = deadline
         frame.adapter_version = adapter_version
         frame.latency_ms.update(latency)
-        session.forward(request.request_id, frame, SentImage(image, started))
+        session.forward(request.request_id, frame, SentImage(image, started, not request.skip_quality))
 
     def _adapter_version(self, request: pb.ImageRequest) -> int:
         """The adapter version a request's frame is stamped with (0: identity, ``use_adapter`` off)."""
@@ -205,7 +206,7 @@ class TransmitterService(pb_grpc.TransmitterServicer):
         return len(targets)
 
     async def _finish(self, result: pb.ImageResult, sent: SentImage) -> pb.ImageResult:
-        if status_code(result) is grpc.StatusCode.OK:
+        if sent.scored and status_code(result) is grpc.StatusCode.OK:
             await self.encoder.run_first(score, result, sent)  # on the encoder's workers, ahead of its queue
         seconds = time.perf_counter() - sent.started
         STAGE_LATENCY.labels(SERVICE, "end_to_end").observe(seconds)

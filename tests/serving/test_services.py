@@ -72,6 +72,18 @@ def test_stream_of_images_end_to_end(chain):
         assert result.num_symbols == grid * round(request.target_cbr * 768)
 
 
+
+def test_quality_figures_only_when_asked(chain):
+    """skip_quality: the same image back, no PSNR/MS-SSIM and no quality stage spent on them."""
+    image = image_bytes(64, 64)
+    asked = SendOptions(seed=3).request("asked", image)
+    skipped = SendOptions(seed=3, quality=False).request("skipped", image)
+    results = send(chain.target, [asked, skipped])
+    assert is_ok(results["asked"]) and is_ok(results["skipped"])
+    assert results["asked"].quality.psnr_db > 0 and "quality" in results["asked"].latency_ms
+    assert not results["skipped"].HasField("quality") and "quality" not in results["skipped"].latency_ms
+    assert results["skipped"].image == results["asked"].image
+
 def test_bad_input_answered_and_stream_goes_on(chain):
     good = image_bytes(64, 64)
     ok = SendOptions()

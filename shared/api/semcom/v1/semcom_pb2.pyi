@@ -41,7 +41,7 @@ class ChannelSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., snr_db: _Optional[float] = ..., k_factor: _Optional[float] = ..., tx_antennas: _Optional[int] = ..., rx_antennas: _Optional[int] = ..., coherence_symbols: _Optional[int] = ..., seed: _Optional[int] = ..., mimo_scheme: _Optional[str] = ..., csi: _Optional[str] = ..., pilots: _Optional[int] = ..., tdl_model: _Optional[str] = ..., delay_spread_ns: _Optional[float] = ..., speed_mps: _Optional[float] = ..., users: _Optional[int] = ..., multiuser_detector: _Optional[str] = ...) -> None: ...
 
 class ImageRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode", "deadline_ms", "use_adapter")
+    __slots__ = ("request_id", "user_id", "image", "channel", "target_cbr", "mode", "deadline_ms", "use_adapter", "skip_quality")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class ImageRequest(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     USE_ADAPTER_FIELD_NUMBER: _ClassVar[int]
+    SKIP_QUALITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     image: bytes
@@ -58,7 +59,8 @@ class ImageRequest(_message.Message):
     mode: str
     deadline_ms: float
     use_adapter: bool
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ..., deadline_ms: _Optional[float] = ..., use_adapter: _Optional[bool] = ...) -> None: ...
+    skip_quality: bool
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image: _Optional[bytes] = ..., channel: _Optional[_Union[ChannelSpec, _Mapping]] = ..., target_cbr: _Optional[float] = ..., mode: _Optional[str] = ..., deadline_ms: _Optional[float] = ..., use_adapter: _Optional[bool] = ..., skip_quality: _Optional[bool] = ...) -> None: ...
 
 class SymbolFrame(_message.Message):
     __slots__ = ("request_id", "user_id", "channel", "mode", "model", "symbols", "num_symbols", "token_lengths", "power_scale", "grid_height", "grid_width", "image_height", "image_width", "target_cbr", "achieved_cbr", "latency_ms", "deadline_unix_ms", "side_channel_symbols", "adapter_version")
