@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from shared.config import REPO_ROOT
 from shared.models import DeepJSCC, DeepJSCCConfig, RateAdaptiveConfig, RateAdaptiveJSCC
-from shared.models.io import INT8, SCALE_SUFFIX, load_model, quantize_int8, read_metadata, save_model
+from shared.models.io import INT8, SCALE_SUFFIX, load_model, quantize_int8, read_metadata, rebase, save_model
 from shared.models.vae_upsampler import VAEUpsamplerConfig, VAEUpsamplerJSCC
 
 TINY_CODEC = RateAdaptiveConfig(widths=(8, 8, 8, 8), hyper_width=8, adapter_width=8)
@@ -82,6 +82,33 @@ def test_derived_file_stores_only_the_changed_modules_and_loads_through_its_base
     for name, value in derived.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value.half().float()), name
 
+
+
+def test_rebase_keeps_the_derived_modules_and_follows_a_retrained_base(tmp_path):
+    """The codec's receiver side retrained (a new base file): the robust file no longer loads,
+    rebase() keeps its own tensors bit for bit and takes the new receiver side."""
+    torch.manual_seed(3)
+    codec = tmp_path / "codec.safetensors"
+    save_model(RateAdaptiveJSCC(TINY_CODEC).eval(), codec, None, INT8)
+    derived = load_model(codec)
+    perturbed(derived.analysis)
+    perturbed(derived.rate_encoder)
+    save_model(derived, tmp_path / "robust.safetensors", {"script": "training/train_robust.py"}, INT8, base=codec)
+    stored = load_file(tmp_path / "robust.safetensors")
+    retrained = load_model(codec)
+    perturbed(retrained.synthesis)
+    save_model(retrained, codec, None, INT8)
+    with pytest.raises(ValueError, match="rebase_weights.py"):
+        load_model(tmp_path / "robust.safetensors")
+
+    assert rebase(tmp_path / "robust.safetensors") == len([n for n in stored if not n.endswith(SCALE_SUFFIX)])
+    again = load_file(tmp_path / "robust.safetensors")
+    assert stored.keys() == again.keys() and all(torch.equal(stored[n], again[n]) for n in stored)
+    loaded, new_base = load_model(tmp_path / "robust.safetensors"), load_model(codec)
+    for name, value in loaded.state_dict().items():
+        source = derived if name.startswith(("analysis.", "rate_encoder.")) else new_base
+        assert torch.allclose(value, source.state_dict()[name], atol=1e-2), name
+    assert read_metadata(tmp_path / "robust.safetensors")["provenance"]["script"] == "training/train_robust.py"
 
 def test_derived_file_with_a_wrapped_base_under_a_prefix(tmp_path):
     """The VAE up-sampler case: the baseline sits under ``base.``; only F_d and F_u are stored."""

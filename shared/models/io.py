@@ -188,10 +188,34 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(
             f"{path} was derived from another {base_path} (its tensors' checksum is {state_checksum(base_state)[:12]}, "
             f"{path.name} was made on {metadata['base_sha256'][:12]}): restore that base file, or re-derive "
-            f"{path.name} from the new one (`python -m {command}`)")
+            f"{path.name} from the new one (`python -m {command}`, or `python scripts/rebase_weights.py {path}` "
+            f"where its modules still fit the new base)")
     prefix = metadata.get("base_prefix", "")
     return {**{prefix + name: tensor for name, tensor in base_state.items()}, **state}
 
+
+
+def rebase(path: str | Path) -> int:
+    """Re-derive the derived file at ``path`` on its base file as that file is now: the tensors it
+    stores are kept (bit for bit: int8 storage is idempotent), every other tensor is the base's,
+    and ``base_sha256`` names the new base. For a base retrained where the derived modules still
+    fit it (the default codec's receiver side and hyperprior retrained under a frozen analysis:
+    the robust transmitter). Returns how many tensors the file keeps."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    if "base" not in metadata:
+        raise ValueError(f"{path} is not a derived file (it names no base)")
+    own = _restored(load_file(str(path)), metadata.get("int8", []))
+    base_path = path.parent / metadata["base"]
+    prefix = metadata.get("base_prefix", "")
+    model_cls, config_cls, _ = ARCHITECTURES[metadata["architecture"]]
+    model = model_cls(config_cls.from_dict(metadata["config"]))
+    base_state = load_model(base_path).state_dict()
+    model.load_state_dict({**{prefix + name: tensor for name, tensor in base_state.items()}, **own})
+    dtype = INT8 if metadata.get("int8") else torch.float16
+    provenance = {**metadata.get("provenance", {}), "rebased_on": state_checksum(base_state)}
+    save_model(model, path, provenance, dtype, base=base_path, base_prefix=prefix)
+    return len(own)
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The model stored at ``path`` (its architecture read from the metadata, a derived file's
