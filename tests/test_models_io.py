@@ -28,7 +28,7 @@ def perturbed(module: torch.nn.Module) -> None:
 def test_int8_quantization_is_per_output_channel_within_half_a_step():
     weight = torch.randn(6, 4, 3, 3) * torch.tensor([1e-3, 1e-2, 0.1, 1.0, 10.0, 0.0])[:, None, None, None]
     values, scales = quantize_int8(weight)
-    assert values.dtype == torch.int8 and scales.shape == (6,) and scales.dtype == torch.float16
+    assert values.dtype == torch.int8 and scales.shape == (6,) and scales.dtype == torch.float32
     restored = values.float() * scales.float()[:, None, None, None]
     step = scales.float()[:, None, None, None]
     assert torch.all((restored - weight).abs() <= 0.5 * step + 1e-7)
@@ -36,14 +36,15 @@ def test_int8_quantization_is_per_output_channel_within_half_a_step():
 
 
 def test_int8_quantization_of_a_restored_tensor_is_the_identity():
-    """Saving a loaded (dequantized) model again stores the very same values and scales."""
-    weight = torch.randn(64, 32, 3, 3) * torch.logspace(-4, 1, 64)[:, None, None, None]
+    """Saving a loaded (dequantized) model again stores the very same int8 values, in channels of
+    every magnitude (small FiLM outputs included)."""
+    weight = torch.randn(64, 32, 3, 3) * torch.logspace(-6, 1, 64)[:, None, None, None]
     values, scales = quantize_int8(weight)
-    normal = weight.reshape(64, -1).abs().amax(dim=1) >= 127 * torch.finfo(torch.float16).tiny
-    assert (values.reshape(64, -1).abs().amax(dim=1)[normal] == 127).all()
-    restored = values.float() * scales.float()[:, None, None, None]
+    assert (values.reshape(64, -1).abs().amax(dim=1) == 127).all()
+    restored = values.float() * scales[:, None, None, None]
     again, again_scales = quantize_int8(restored)
-    assert torch.equal(again, values) and torch.equal(again_scales, scales)
+    assert torch.equal(again, values) and torch.allclose(again_scales, scales, rtol=1e-6, atol=0)
+
 
 def test_int8_file_quarters_the_float32_file_and_restores_the_model(tmp_path):
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ overlays the stored tensors.
 
 Floating tensors are stored as ``float16`` or ``float32``, or (``dtype`` :data:`INT8`) those of
 two or more dimensions, outside the modules a model class names in ``FLOAT16_MODULES``, as
-``int8`` with one float16 scale per output channel (dim 0): the tensor ``name`` holds ``round(w / scale)`` and
+``int8`` with one scale per output channel (dim 0; float32, float16 in the first files): the tensor ``name`` holds ``round(w / scale)`` and
 ``name + SCALE_SUFFIX`` the scales, ``w ~= int8 * scale``; the metadata's ``int8`` lists those
 names. Loading casts every tensor back to the model's float32.
 """
@@ -53,7 +53,7 @@ INT8 = torch.int8
 """The ``dtype`` of :func:`save_model` for int8 storage with per-output-channel scales (a config's
 ``"weights_dtype": "int8"``)."""
 SCALE_SUFFIX = ":int8_scale"
-"""Suffix of the key holding an int8 tensor's float16 scales, one per output channel."""
+"""Suffix of the key holding an int8 tensor's scales, one per output channel."""
 
 
 def architecture_of(model: nn.Module) -> str:
@@ -75,19 +75,15 @@ def state_checksum(state: dict[str, torch.Tensor]) -> str:
 
 
 def quantize_int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 with one float16 scale per output channel (dim 0) of a (C, ...) float
+    """Symmetric int8 with one float32 scale per output channel (dim 0) of a (C, ...) float
     tensor: (int8 values of its shape, scales (C,)); ``values * scales`` restores it to within
-    half a step (``max |w_c| / 254``). The scale is ``max |w_c| / 127`` rounded up to float16, so
-    each channel's largest value is exactly +-127 and quantizing a restored tensor again gives
-    the same values and scales (a frozen module survives any number of saves unchanged). Scales
-    stay at or above float16's smallest normal number (6.1e-5): below it the float16 grid is too
-    coarse for that rounding, and a channel smaller than 127 such steps is small enough to
-    take absolute steps of 6.1e-5."""
+    half a step (``max |w_c| / 254``). Each channel's largest value is +-127, so quantizing a
+    restored tensor again gives the same int8 values (scales to within float32 rounding): a frozen
+    module survives any number of saves. (float16 scales, as in the first int8 files, were too
+    coarse for that in small channels: their subnormal grid moved values by a step.)"""
     flat = tensor.detach().float().reshape(tensor.shape[0], -1)
-    exact = (flat.abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.float16).tiny)
-    scales = exact.half()
-    scales = torch.where(scales.float() < exact, torch.nextafter(scales, torch.full_like(scales, float("inf"))), scales)
-    values = torch.round(flat / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+    scales = flat.abs().amax(dim=1) / 127
+    values = torch.round(flat / torch.where(scales > 0, scales, 1.0)[:, None]).clamp(-127, 127).to(torch.int8)
     return values.reshape(tensor.shape), scales
 
 
