@@ -155,7 +155,8 @@ SHIPPED = sorted((REPO_ROOT / "weights").glob("*.safetensors"))
 def test_every_shipped_weights_file_loads_and_is_small(path: Path):
     assert path.stat().st_size < 16 * 2**20
     stored = load_file(path)
-    assert all(t.dtype in (torch.float16, torch.int8) or not t.is_floating_point() for t in stored.values())
+    assert all(t.dtype in (torch.float16, torch.int8) or not t.is_floating_point() or name.endswith(SCALE_SUFFIX)
+               for name, t in stored.items())  # per-channel int8 scales may be float32
     model = load_model(path)
     assert not model.training
     assert all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()
