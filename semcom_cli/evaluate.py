@@ -158,18 +158,19 @@ def learned_adapter(args, codec):
 def build_systems(args, device: str) -> dict[str, System]:
     """Every system of the run; ``NotImplementedError`` for a mode whose weights do not load."""
     from shared.codecs import codec_for
-    from shared.models.io import load_model as load_weights
+    from shared.models.io import load_model
     from shared.models.runtime import resolve_runtime, use_runtime
     from shared.serving.service import load_diffusion_decoders
 
     runtime = resolve_runtime(args.runtime, device)
 
-    def load_model(path, device):
-        return use_runtime(load_weights(path, device), runtime)
+    def load_served(path, device):
+        """The model at ``path`` with its networks on the run's ``--runtime``."""
+        return use_runtime(load_model(path, device), runtime)
 
     modes = [parse_mode(mode) for mode in args.modes] if "adaptive" in args.systems else []
     if modes:
-        codec = load_model(args.adaptive_weights, device)
+        codec = load_served(args.adaptive_weights, device)
         config = load_config(device=device, **{w.config_field: getattr(args, w.config_field)
                                                for w in mode_weights().values()})
         decoders = load_diffusion_decoders(config, codec_for(codec)) if any(m.diffusion for m in modes) else None
@@ -185,18 +186,18 @@ def build_systems(args, device: str) -> dict[str, System]:
         return codec_system(codec_for(codec), parse_mode(label.partition("/")[2]), decoders)
 
     def adaptive_robust() -> System:
-        robust = codec_for(load_model(args.robust_weights, device))
+        robust = codec_for(load_served(args.robust_weights, device))
         attack_forwards["adaptive-robust"] = robust.forward
         return codec_system(robust)
 
     factories = {
-        "deepjscc": lambda: codec_system(codec_for(load_model(args.weights, device))),
+        "deepjscc": lambda: codec_system(codec_for(load_served(args.weights, device))),
         "jpeg-ldpc": lambda: separation_system("jpeg"),
         "avif-ldpc": lambda: separation_system("avif"),
         "avif-capacity": lambda: capacity_system("avif"),
         "adaptive-robust": adaptive_robust,
         ADAPTER_SYSTEM: lambda: codec_system(codec_for(codec), adapter=learned_adapter(args, codec)),
-        **{label: (lambda path=path: codec_system(codec_for(load_model(path, device))))
+        **{label: (lambda path=path: codec_system(codec_for(load_served(path, device))))
            for label, path in vae_weights(args).items()},
     }
     systems = {}
